@@ -1,0 +1,155 @@
+//! `spindle [OPTIONS] [ROOT]`: serve ROOT over HTTP/1.1 until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mio::{Interest, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use spindle::{Config, Control, EventLoop, Server};
+
+const SIGNALS: Token = Token(0);
+
+const HELP: &str = "\
+spindle: a single-threaded, event-loop HTTP/1.1 static file server
+
+Usage: spindle [OPTIONS] [ROOT]
+
+Arguments:
+  [ROOT]  Directory to serve [default: www]
+
+Options:
+      --listen ADDR:PORT      Address to listen on; repeatable [default: 127.0.0.1:8080]
+      --max-connections N     Most open connections [default: 10000]
+      --max-header-bytes N    Largest request head accepted [default: 8192]
+      --header-timeout SECS   Time to send a whole request head [default: 10]
+      --idle-timeout SECS     Time a keep-alive connection may sit idle [default: 5]
+      --send-timeout SECS     Time a response may stall on a client not reading [default: 30]
+      --grace-period SECS     Time in-flight responses get on SIGINT/SIGTERM [default: 10]
+  -h, --help                  Print help
+  -V, --version               Print version
+
+Durations are seconds (\"2.5\") or carry a unit (\"500ms\", \"10s\").
+Logging goes to stderr; set RUST_LOG (default \"info\"; access log target spindle::access).
+";
+
+struct Args {
+    config: Config,
+    listen: Vec<SocketAddr>,
+}
+
+fn parse_args() -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let mut listen = Vec::new();
+    let mut root = None;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("listen") => listen.push(parser.value()?.parse()?),
+            Long("max-connections") => config.max_connections = positive(parser.value()?.parse()?)?,
+            Long("max-header-bytes") => config.max_header_bytes = positive(parser.value()?.parse()?)?,
+            Long("header-timeout") => config.header_timeout = duration(parser.value()?)?,
+            Long("idle-timeout") => config.idle_timeout = duration(parser.value()?)?,
+            Long("send-timeout") => config.send_timeout = duration(parser.value()?)?,
+            Long("grace-period") => config.grace_period = duration(parser.value()?)?,
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            Short('V') | Long("version") => {
+                println!("spindle {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            Value(path) if root.is_none() => root = Some(PathBuf::from(path)),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if let Some(root) = root {
+        config.root = root;
+    }
+    if listen.is_empty() {
+        listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+    Ok(Some(Args { config, listen }))
+}
+
+fn positive(n: usize) -> Result<usize, lexopt::Error> {
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+/// `2.5`, `2.5s` or `500ms`.
+fn duration(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
+    let text = value.into_string().map_err(|_| "not UTF-8")?;
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(&text), 1.0),
+    };
+    let secs: f64 = number.trim().parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    Duration::try_from_secs_f64(secs * scale).map_err(|_| format!("invalid duration {text:?}").into())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spindle: {e}\nTry 'spindle --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: Args) -> Result<(), String> {
+    let mut server = Server::new(args.config).map_err(|e| e.to_string())?;
+    let mut failed = false;
+    for addr in &args.listen {
+        if let Err(e) = server.bind(*addr) {
+            log::error!("cannot listen on {addr}: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        return Err("not all addresses could be bound".into());
+    }
+    let root = server.root().display().to_string();
+    let addrs = server.local_addrs();
+    let mut event_loop = EventLoop::new(server).map_err(|e| format!("creating the event loop: {e}"))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("installing signal handlers: {e}"))?;
+    event_loop
+        .registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("registering signals: {e}"))?;
+    for addr in addrs {
+        log::info!("listening on http://{addr}/, serving {root}");
+    }
+    event_loop
+        .run(|event| {
+            if event.token() != SIGNALS {
+                return Control::Continue;
+            }
+            let mut control = Control::Continue;
+            for signal in signals.pending() {
+                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                log::info!("{name} received: finishing in-flight responses, then exiting");
+                control = Control::Shutdown;
+            }
+            control
+        })
+        .map_err(|e| format!("event loop: {e}"))?;
+    log::info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Server configuration: where to serve from, limits and timeouts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a [`Server`](crate::Server) needs to know, with nginx-like defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory whose files are served.
+    pub root: PathBuf,
+    /// Most connections open at once; beyond it the oldest idle keep-alive
+    /// connection is closed, or accepting pauses until one closes.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes;
+    /// larger heads get 431 (or 414 when the request line alone is too long).
+    pub max_header_bytes: usize,
+    /// Time a client has to send a whole request head, from its first byte
+    /// (from connecting, for a new connection). Trickling does not extend it.
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Time a response may make no progress because the client is not reading.
+    pub send_timeout: Duration,
+    /// Time a closing connection waits for the client to stop sending.
+    pub linger_timeout: Duration,
+    /// Time in-flight responses get to finish after a graceful shutdown begins.
+    pub grace_period: Duration,
+    /// Most response bytes written to one connection per wakeup, so that one big
+    /// download cannot hold up the others.
+    pub send_budget: usize,
+    /// Size of each pooled response buffer (file bodies are streamed through it).
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            root: PathBuf::from("www"),
+            max_connections: 10_000,
+            max_header_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(30),
+            linger_timeout: Duration::from_secs(2),
+            grace_period: Duration::from_secs(10),
+            send_budget: 1024 * 1024,
+            write_buffer_bytes: 32 * 1024,
+        }
+    }
+}

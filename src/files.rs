@@ -1,0 +1,315 @@
+//! Static files under a root directory: path resolution that cannot escape the root,
+//! `index.html` for directories, and the content type of what was found.
+//!
+//! Resolution opens the file relative to a descriptor of the root with
+//! `openat2(RESOLVE_BENEATH)`, so `..`, absolute symlinks and symlinks that lead
+//! out of the root are refused by the kernel itself; where `openat2` is missing
+//! (old kernels, some seccomp profiles) the opened file's real path is checked
+//! against the root's instead.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::status::Status;
+
+/// Why a path could not be served.
+#[derive(Debug)]
+pub(crate) enum FileError {
+    /// Nothing there (404).
+    NotFound,
+    /// Outside the root, a dotfile, not a regular file, or not readable (403).
+    Forbidden,
+    /// Out of file descriptors (503).
+    Exhausted,
+    /// Any other I/O failure (500).
+    Io(io::Error),
+}
+
+impl FileError {
+    /// The response status for this error.
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            FileError::NotFound => Status::NOT_FOUND,
+            FileError::Forbidden => Status::FORBIDDEN,
+            FileError::Exhausted => Status::SERVICE_UNAVAILABLE,
+            FileError::Io(_) => Status::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn from_io(e: io::Error) -> FileError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => FileError::NotFound,
+            Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM | libc::ENXIO) => FileError::Forbidden,
+            Some(libc::EMFILE | libc::ENFILE) => FileError::Exhausted,
+            _ => FileError::Io(e),
+        }
+    }
+}
+
+/// A regular file ready to be sent.
+#[derive(Debug)]
+pub(crate) struct OpenFile {
+    pub file: File,
+    pub len: u64,
+    /// `Content-Type` media type, from the file name.
+    pub mime: &'static str,
+    /// Whether the type is text, to be labelled `charset=utf-8`.
+    pub text: bool,
+}
+
+/// The outcome of a successful lookup.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// A file to send.
+    File(OpenFile),
+    /// A directory asked for without its trailing slash: redirect to the path
+    /// left in the scratch buffer (relative to the root, no leading slash) plus `/`.
+    AddSlash,
+}
+
+/// The static-file tree served from one root directory.
+#[derive(Debug)]
+pub(crate) struct StaticFiles {
+    root: OwnedFd,
+    root_path: PathBuf,
+    beneath: bool,
+}
+
+impl StaticFiles {
+    /// Opens `root`, which must be a directory.
+    pub(crate) fn open(root: &Path) -> io::Result<StaticFiles> {
+        let root_path = root.canonicalize()?;
+        let c_root = cstring(root_path.as_os_str().as_bytes())?;
+        // SAFETY: c_root is NUL-terminated; the returned descriptor is checked.
+        let fd = unsafe { libc::open(c_root.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a freshly opened descriptor we own.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut files = StaticFiles { root, root_path, beneath: true };
+        files.beneath = match files.open_beneath(c".") {
+            Ok(_) => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                log::warn!("openat2 unavailable ({e}); checking real paths instead");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(files)
+    }
+
+    /// The canonical root directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// Resolves the percent-decoded request path `path` (starting with `/`).
+    ///
+    /// `scratch` is overwritten with the normalised path relative to the root.
+    pub(crate) fn resolve(&self, path: &[u8], scratch: &mut Vec<u8>) -> Result<Found, FileError> {
+        let trailing_slash = normalize(path, scratch)?;
+        let mut name_start = scratch.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+        let dir_len = scratch.len();
+        let file = self.open_rel(scratch, b".")?;
+        let mut meta = file.metadata().map_err(FileError::from_io)?;
+        let mut file = file;
+        if meta.is_dir() {
+            if !trailing_slash {
+                return Ok(Found::AddSlash);
+            }
+            if !scratch.is_empty() {
+                scratch.push(b'/');
+            }
+            name_start = scratch.len();
+            scratch.extend_from_slice(b"index.html");
+            file = match self.open_rel(scratch, b"") {
+                Err(FileError::NotFound) => return Err(FileError::Forbidden),
+                other => other?,
+            };
+            meta = file.metadata().map_err(FileError::from_io)?;
+        } else if trailing_slash {
+            return Err(FileError::NotFound);
+        }
+        if !meta.is_file() {
+            return Err(FileError::Forbidden);
+        }
+        let (mime, text) = content_type(&scratch[name_start..]);
+        scratch.truncate(dir_len);
+        Ok(Found::File(OpenFile { file, len: meta.len(), mime, text }))
+    }
+
+    /// Opens `rel` (or `empty` when `rel` is empty) below the root, read-only and non-blocking.
+    fn open_rel(&self, rel: &mut Vec<u8>, empty: &[u8]) -> Result<File, FileError> {
+        let len = rel.len();
+        if len == 0 {
+            rel.extend_from_slice(empty);
+        }
+        rel.push(0);
+        let result = match CStr::from_bytes_with_nul(rel) {
+            Ok(c) => self.open_beneath(c).map_err(FileError::from_io),
+            Err(_) => Err(FileError::Forbidden),
+        };
+        rel.truncate(len);
+        result
+    }
+
+    fn open_beneath(&self, rel: &CStr) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+        let fd = if self.beneath {
+            // SAFETY: open_how is plain integers; all-zero is its documented default.
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+            // SAFETY: `how` is a valid open_how of the size passed; `rel` is NUL-terminated.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.root.as_raw_fd(),
+                    rel.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                ) as libc::c_int
+            }
+        } else {
+            // SAFETY: `rel` is NUL-terminated; the result is checked below.
+            unsafe { libc::openat(self.root.as_raw_fd(), rel.as_ptr(), flags) }
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a freshly opened descriptor we own.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        if !self.beneath {
+            let real = std::fs::read_link(format!("/proc/self/fd/{fd}"))?;
+            if !real.starts_with(&self.root_path) {
+                return Err(io::Error::from_raw_os_error(libc::EXDEV));
+            }
+        }
+        Ok(file)
+    }
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// Normalises a decoded absolute path into `out` (relative, `/`-separated, no `.`
+/// or `..` segments). Refuses NUL bytes, backslashes, dotfiles and any `..` that
+/// would climb above the root. Returns whether the path ends with a slash.
+pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
+    out.clear();
+    if path.first() != Some(&b'/') || path.iter().any(|&b| b == 0 || b == b'\\') {
+        return Err(FileError::Forbidden);
+    }
+    let mut trailing_slash = true;
+    for segment in path.split(|&b| b == b'/') {
+        trailing_slash = segment.is_empty() || segment == b".";
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                trailing_slash = true;
+                if out.is_empty() {
+                    return Err(FileError::Forbidden);
+                }
+                let cut = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                out.truncate(cut);
+            }
+            [b'.', ..] => return Err(FileError::Forbidden),
+            _ => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(segment);
+            }
+        }
+    }
+    Ok(trailing_slash)
+}
+
+/// Percent-decodes `raw` into `out` once (RFC 3986 §2.1). `None` for a malformed escape.
+pub(crate) fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b == b'%' {
+            let hi = hex(*raw.get(i + 1)?)?;
+            let lo = hex(*raw.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Whether `b` may appear unescaped in a URL path we generate.
+pub(crate) fn is_path_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b)
+}
+
+/// The media type for a file name, and whether it is text.
+pub(crate) fn content_type(name: &[u8]) -> (&'static str, bool) {
+    let ext = name.iter().rposition(|&b| b == b'.').map(|i| &name[i + 1..]);
+    let mime = ext
+        .and_then(|e| std::str::from_utf8(e).ok())
+        .and_then(|e| mime_guess::from_ext(e).first_raw())
+        .unwrap_or("application/octet-stream");
+    let text = mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+                | "application/manifest+json"
+        );
+    (mime, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<(String, bool), ()> {
+        let mut out = Vec::new();
+        normalize(p.as_bytes(), &mut out).map(|t| (String::from_utf8(out).unwrap(), t)).map_err(|_| ())
+    }
+
+    #[test]
+    fn normalizes_and_refuses_escapes() {
+        assert_eq!(norm("/"), Ok((String::new(), true)));
+        assert_eq!(norm("/a/b.txt"), Ok(("a/b.txt".into(), false)));
+        assert_eq!(norm("//a/./b/"), Ok(("a/b".into(), true)));
+        assert_eq!(norm("/a/../b"), Ok(("b".into(), false)));
+        assert_eq!(norm("/a/.."), Ok((String::new(), true)));
+        for bad in ["/..", "/../etc/passwd", "/a/../../b", "/.git/config", "/a/.env", "/a\\..\\b", "/a\0b", "a"] {
+            assert_eq!(norm(bad), Err(()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decodes_once() {
+        let mut out = Vec::new();
+        percent_decode(b"/a%20b%2fc%252e", &mut out).unwrap();
+        assert_eq!(out, b"/a b/c%2e");
+        assert!(percent_decode(b"/%zz", &mut out).is_none());
+        assert!(percent_decode(b"/%2", &mut out).is_none());
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(b"index.html"), ("text/html", true));
+        assert_eq!(content_type(b"a.png"), ("image/png", false));
+        assert_eq!(content_type(b"noext"), ("application/octet-stream", false));
+        assert_eq!(content_type(b"x.unknownext"), ("application/octet-stream", false));
+        assert!(content_type(b"app.js").1);
+    }
+}

@@ -1,0 +1,403 @@
+//! The request head: httparse plus the RFC 9112 rules and limits spindle enforces.
+//!
+//! Pure functions over byte slices; no socket I/O and no allocation. The parsed
+//! [`RequestHead`] refers to the buffer by offsets so it can outlive the borrow.
+
+use crate::status::Status;
+
+/// Most header fields accepted in one request head.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// A request method, as far as spindle distinguishes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// TRACE
+    Trace,
+    /// CONNECT
+    Connect,
+    /// PATCH
+    Patch,
+    /// Any other method token.
+    Other,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// How the request body (if any) is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyLength {
+    /// No body.
+    None,
+    /// `Content-Length: n`.
+    Fixed(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A complete, valid request head, by offsets into the buffer it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestHead {
+    /// Bytes of the head including the final empty line.
+    pub len: usize,
+    pub method: Method,
+    /// The request target (`/path?query`, or an absolute URI), as a range of the buffer.
+    pub target: (usize, usize),
+    /// The method token, as a range of the buffer.
+    pub method_span: (usize, usize),
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the client allows the connection to persist after this request.
+    pub keep_alive: bool,
+    pub body: BodyLength,
+    pub expect_continue: bool,
+}
+
+/// Why a request head was refused; each maps to one status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Syntax error, missing or duplicate `Host`, conflicting framing headers.
+    Malformed(&'static str),
+    /// The head exceeds the configured size.
+    TooLarge,
+    /// The request line alone exceeds the configured size.
+    UriTooLong,
+    /// More header fields than [`MAX_HEADERS`].
+    TooManyHeaders,
+    /// An HTTP version other than 1.0 and 1.1.
+    Version,
+    /// A transfer coding other than chunked.
+    UnsupportedTransferCoding,
+    /// An `Expect` other than `100-continue`.
+    Expectation,
+}
+
+impl HeadError {
+    /// The response status for this error.
+    pub(crate) fn status(self) -> Status {
+        match self {
+            HeadError::Malformed(_) => Status::BAD_REQUEST,
+            HeadError::TooLarge | HeadError::TooManyHeaders => Status::HEADER_FIELDS_TOO_LARGE,
+            HeadError::UriTooLong => Status::URI_TOO_LONG,
+            HeadError::Version => Status::VERSION_NOT_SUPPORTED,
+            HeadError::UnsupportedTransferCoding => Status::NOT_IMPLEMENTED,
+            HeadError::Expectation => Status::EXPECTATION_FAILED,
+        }
+    }
+}
+
+/// Whether `buf` may hold a complete head, scanning only from `from` (hyper's
+/// `is_complete_fast`): a line feed followed by an empty line (`\n\n` or `\n\r\n`).
+/// Returns the index just past the terminator.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let nl = i + buf.get(i..)?.iter().position(|&b| b == b'\n')?;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => {}
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Parses the head at the start of `buf`.
+///
+/// `Ok(None)` means incomplete: read more, unless `buf` is already `max_len` long,
+/// in which case [`incomplete_error`] says what to answer.
+pub(crate) fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(e) => return Err(HeadError::Malformed(syntax_error(e))),
+    };
+    if len > max_len {
+        return Err(if line_len(buf) > max_len { HeadError::UriTooLong } else { HeadError::TooLarge });
+    }
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let minor_version = match version {
+        0 => 0,
+        1 => 1,
+        _ => return Err(HeadError::Version),
+    };
+    let mut head = RequestHead {
+        len,
+        method: Method::from_token(method),
+        target: span(buf, path.as_bytes()),
+        method_span: span(buf, method.as_bytes()),
+        minor_version,
+        keep_alive: minor_version == 1,
+        body: BodyLength::None,
+        expect_continue: false,
+    };
+    if path.is_empty() {
+        return Err(HeadError::Malformed("empty request target"));
+    }
+    apply_headers(&mut head, req.headers)?;
+    Ok(Some(head))
+}
+
+/// What to answer when a head is still incomplete after filling the whole buffer.
+pub(crate) fn incomplete_error(buf: &[u8]) -> HeadError {
+    if buf.contains(&b'\n') {
+        HeadError::TooLarge
+    } else {
+        HeadError::UriTooLong
+    }
+}
+
+fn syntax_error(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Token => "invalid token",
+        _ => "invalid request line",
+    }
+}
+
+fn line_len(buf: &[u8]) -> usize {
+    buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
+}
+
+/// `HTTP/2.0` and friends are a version we don't support (505); anything else that
+/// httparse calls a version error is just malformed (400).
+fn version_error(buf: &[u8]) -> HeadError {
+    let line = &buf[..line_len(buf)];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.rsplit(|&b| b == b' ').next() {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HeadError::Version
+        }
+        Some([b'H', b'T', b'T', b'P', b'/', major]) if major.is_ascii_digit() => HeadError::Version,
+        _ => HeadError::Malformed("invalid HTTP version"),
+    }
+}
+
+/// The range `part` occupies inside `buf` (both from the same allocation).
+fn span(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    (start, start + part.len())
+}
+
+fn apply_headers(head: &mut RequestHead, headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let (mut close, mut keep_alive) = (false, false);
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value)?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            for coding in list_items(h.value) {
+                if chunked {
+                    // RFC 9112 §6.1: chunked must be the final coding, and only once.
+                    return Err(HeadError::Malformed("chunked is not the final transfer coding"));
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    return Err(HeadError::UnsupportedTransferCoding);
+                }
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in list_items(h.value) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if h.value.eq_ignore_ascii_case(b"100-continue") {
+                head.expect_continue = true;
+            } else {
+                return Err(HeadError::Expectation);
+            }
+        }
+    }
+    if head.minor_version == 1 && hosts != 1 || hosts > 1 {
+        return Err(HeadError::Malformed("a request needs exactly one Host header"));
+    }
+    if transfer_encoding {
+        if content_length.is_some() {
+            return Err(HeadError::Malformed("both Content-Length and Transfer-Encoding"));
+        }
+        if head.minor_version == 0 || !chunked {
+            return Err(HeadError::Malformed("Transfer-Encoding without final chunked"));
+        }
+        head.body = BodyLength::Chunked;
+    } else if let Some(n) = content_length.filter(|&n| n > 0) {
+        head.body = BodyLength::Fixed(n);
+    }
+    head.keep_alive = !close && (head.minor_version == 1 || keep_alive);
+    Ok(())
+}
+
+/// A `Content-Length` value: plain decimal digits only (RFC 9110 §8.6).
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let value = trim(value);
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::Malformed("invalid Content-Length"));
+    }
+    Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The non-empty, trimmed elements of a comma-separated header list.
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim).filter(|s| !s.is_empty())
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> RequestHead {
+        match parse_head(raw.as_bytes(), 8192) {
+            Ok(Some(h)) => h,
+            other => panic!("{raw:?} -> {other:?}"),
+        }
+    }
+
+    fn err(raw: &str) -> HeadError {
+        match parse_head(raw.as_bytes(), 8192) {
+            Err(e) => e,
+            other => panic!("{raw:?} -> {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        let h = ok(raw);
+        assert_eq!(h.len, raw.len() - 4);
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(&raw[h.target.0..h.target.1], "/a?b");
+        assert_eq!(&raw[h.method_span.0..h.method_span.1], "GET");
+        assert!(h.keep_alive);
+        assert_eq!(h.body, BodyLength::None);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(err("GET / HTTP/1.1\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status(), Status::BAD_REQUEST);
+        ok("GET / HTTP/1.0\r\n\r\n");
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").body, BodyLength::Fixed(5));
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n").body,
+            BodyLength::Fixed(5)
+        );
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").body, BodyLength::Chunked);
+        for bad in [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(err(bad).status(), Status::BAD_REQUEST, "{bad:?}");
+        }
+        assert_eq!(
+            err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").status(),
+            Status::NOT_IMPLEMENTED
+        );
+    }
+
+    #[test]
+    fn version_and_syntax_errors() {
+        assert_eq!(err("GET / HTTP/2.0\r\n\r\n").status(), Status::VERSION_NOT_SUPPORTED);
+        assert_eq!(err("GET / FOO\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET  / HTTP/1.1\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n").status(), Status::EXPECTATION_FAILED);
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
+        assert_eq!(parse_head(long.as_bytes(), 64), Err(HeadError::UriTooLong));
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(parse_head(big.as_bytes(), 64), Err(HeadError::TooLarge));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: y\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+        assert_eq!(err(&many), HeadError::TooManyHeaders);
+        assert_eq!(incomplete_error(b"GET /aaaa"), HeadError::UriTooLong);
+        assert_eq!(incomplete_error(b"GET / HTTP/1.1\r\nX: aaa"), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn head_end_scan_agrees_with_httparse() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET";
+        assert_eq!(find_head_end(raw, 0), Some(raw.len() - 3));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: x\n\n", 0), Some(24));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+        for cut in 0..raw.len() {
+            let partial = &raw[..cut];
+            let complete = matches!(parse_head(partial, 8192), Ok(Some(_)));
+            assert!(!complete || find_head_end(partial, 0).is_some(), "cut {cut}");
+        }
+    }
+}

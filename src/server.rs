@@ -1,0 +1,414 @@
+//! The server object: listeners, connections and deadlines, driven by a `Poll`
+//! that someone else owns.
+//!
+//! The host registers the server on its `Registry` with a first token, passes it
+//! every event whose token the server [`owns`](Server::owns), sleeps no longer than
+//! [`poll_timeout`](Server::poll_timeout), and calls
+//! [`handle_timeouts`](Server::handle_timeouts) after each wakeup.
+//! [`EventLoop`](crate::EventLoop) is that host for programs without a loop of their own.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::bufpool::BufPool;
+use crate::config::Config;
+use crate::conn::{Conn, Flow, Phase, Shared};
+use crate::date::DateCache;
+use crate::files::StaticFiles;
+use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
+
+/// Tokens reserved for listeners, from the first token on.
+const LISTENER_TOKENS: usize = 64;
+/// Bits of a connection token that hold the slab key; the generation sits above them.
+const KEY_BITS: u32 = 32;
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_BACKOFF_MS: Millis = 100;
+/// Spare buffers kept in each pool under load.
+const POOL_SPARE: usize = 64;
+/// Spare buffers kept in each pool after a quiet spell, and how often that is checked.
+const POOL_SPARE_QUIET: usize = 4;
+const POOL_TRIM_MS: Millis = 5000;
+
+/// A static-file HTTP/1.1 server that runs on a host's `mio::Poll`.
+///
+/// It never creates a `Poll`, never blocks, spawns no threads and installs no
+/// signal handlers; it logs through the `log` facade only.
+pub struct Server {
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    timers: Timers,
+    shared: Shared,
+    clock: Clock,
+    first_token: usize,
+    next_gen: u16,
+    /// Connections that spent their send budget, to be driven again next turn.
+    yielded: Vec<(usize, u16)>,
+    yielded_spare: Vec<(usize, u16)>,
+    /// Accepting is paused after EMFILE/ENFILE until this time.
+    accept_paused_until: Option<Millis>,
+    /// Accepting stopped at `max_connections`; resume when a connection closes.
+    accept_full: bool,
+    /// Try the listeners again at the end of this turn.
+    accept_resume: bool,
+    last_pressure_warning: Option<Millis>,
+    /// When the buffer pools are next trimmed.
+    next_pool_trim: Millis,
+    /// Graceful shutdown: everything still open is closed at this time.
+    drain_deadline: Option<Millis>,
+}
+
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The number of tokens a server uses, starting at the first token given to
+/// [`Server::register`]: the host must not use any of them for its own sources.
+pub const TOKEN_SPAN: usize = LISTENER_TOKENS + (1 << (KEY_BITS + 16));
+
+impl Server {
+    /// A server for `config`, with the root directory opened and no listeners yet.
+    pub fn new(config: Config) -> io::Result<Server> {
+        let files = StaticFiles::open(&config.root)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", config.root.display())))?;
+        let timers = Timers::new([config.header_timeout, config.idle_timeout, config.send_timeout, config.linger_timeout]);
+        let read_size = config.max_header_bytes.max(256);
+        let write_size = config.write_buffer_bytes.max(4096);
+        let shared = Shared {
+            files,
+            read_pool: BufPool::new(read_size, POOL_SPARE),
+            write_pool: BufPool::new(write_size, POOL_SPARE),
+            date: DateCache::new(),
+            now: 0,
+            draining: false,
+            decoded: Vec::new(),
+            path: Vec::new(),
+            requests: 0,
+            config,
+        };
+        Ok(Server {
+            listeners: Vec::new(),
+            conns: Slab::new(),
+            timers,
+            shared,
+            clock: Clock::new(),
+            first_token: 0,
+            next_gen: 0,
+            yielded: Vec::new(),
+            yielded_spare: Vec::new(),
+            accept_paused_until: None,
+            accept_full: false,
+            accept_resume: false,
+            last_pressure_warning: None,
+            next_pool_trim: POOL_TRIM_MS,
+            drain_deadline: None,
+        })
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The canonical path of the directory being served.
+    pub fn root(&self) -> &std::path::Path {
+        self.shared.files.root()
+    }
+
+    /// Binds a listening socket on `addr` (IPv6 sockets are IPv6-only, so `[::]`
+    /// and `0.0.0.0` can both be bound) and returns its local address, which tells
+    /// the port chosen for port 0. Call before [`register`](Server::register).
+    pub fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        self.add_listener(socket.into())
+    }
+
+    /// Adds an already bound and listening socket (for example one inherited from
+    /// a supervisor). Call before [`register`](Server::register).
+    pub fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<SocketAddr> {
+        if self.listeners.len() >= LISTENER_TOKENS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many listeners"));
+        }
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        self.listeners.push(Listener { socket: TcpListener::from_std(listener), addr });
+        Ok(addr)
+    }
+
+    /// The addresses of the listening sockets.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
+    }
+
+    /// Registers the listeners on `registry`. The server uses the tokens
+    /// `first_token .. first_token + TOKEN_SPAN`.
+    pub fn register(&mut self, registry: &Registry, first_token: Token) -> io::Result<()> {
+        self.first_token = first_token.0;
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            registry.register(&mut l.socket, Token(first_token.0 + i), Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `token` is one of this server's.
+    pub fn owns(&self, token: Token) -> bool {
+        token.0.wrapping_sub(self.first_token) < TOKEN_SPAN
+    }
+
+    /// Handles one readiness event for a token this server [`owns`](Server::owns).
+    /// Events for connections that have since closed are ignored.
+    pub fn handle_event(&mut self, registry: &Registry, event: &Event) {
+        self.tick();
+        let Some(index) = event.token().0.checked_sub(self.first_token) else { return };
+        if index < LISTENER_TOKENS {
+            self.accept_from(registry, index);
+        } else {
+            let id = index - LISTENER_TOKENS;
+            let key = id & ((1 << KEY_BITS) - 1);
+            let gen = (id >> KEY_BITS) as u16;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { return };
+            conn.ready(
+                event.is_readable() || event.is_read_closed() || event.is_error(),
+                event.is_writable() || event.is_write_closed() || event.is_error(),
+            );
+            let flow = conn.drive(&mut self.shared);
+            self.settle(registry, key, flow);
+        }
+        self.resume_accepting(registry);
+    }
+
+    /// How long the host may sleep before [`handle_timeouts`](Server::handle_timeouts)
+    /// has work: `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if !self.yielded.is_empty() || self.accept_resume {
+            return Some(Duration::ZERO);
+        }
+        let next = [self.timers.next_deadline(&self.conns), self.accept_paused_until, self.drain_deadline]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some(Duration::from_millis(next.saturating_sub(self.clock.peek())))
+    }
+
+    /// Expires deadlines and resumes deferred work. Call after every wakeup.
+    pub fn handle_timeouts(&mut self, registry: &Registry) {
+        let now = self.tick();
+        for kind in Timers::ALL {
+            while let Some(key) = self.timers.pop_expired(&mut self.conns, kind, now) {
+                let Some(conn) = self.conns.get_mut(key) else { continue };
+                let flow = conn.timed_out(kind, &mut self.shared);
+                self.settle(registry, key, flow);
+            }
+        }
+        let mut yielded = std::mem::take(&mut self.yielded_spare);
+        std::mem::swap(&mut yielded, &mut self.yielded);
+        for &(key, gen) in &yielded {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { continue };
+            let flow = conn.drive(&mut self.shared);
+            self.settle(registry, key, flow);
+        }
+        yielded.clear();
+        self.yielded_spare = yielded;
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept_resume = true;
+        }
+        if now >= self.next_pool_trim {
+            // Give back the memory a burst left in the pools.
+            self.next_pool_trim = now + POOL_TRIM_MS;
+            self.shared.read_pool.trim(POOL_SPARE_QUIET);
+            self.shared.write_pool.trim(POOL_SPARE_QUIET);
+        }
+        if self.drain_deadline.is_some_and(|t| t <= now) && !self.conns.is_empty() {
+            log::info!("grace period over: closing {} connections", self.conns.len());
+            self.close_all();
+        }
+        self.resume_accepting(registry);
+    }
+
+    /// Begins a graceful shutdown: stops accepting, closes idle connections, and
+    /// lets in-flight responses finish within the configured grace period, after
+    /// which [`handle_timeouts`](Server::handle_timeouts) closes what is left.
+    pub fn shutdown(&mut self, registry: &Registry) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        let now = self.tick();
+        self.drain_deadline = Some(now.saturating_add(duration_ms(self.shared.config.grace_period)));
+        self.shared.draining = true;
+        for mut l in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut l.socket);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            if conn.is_idle() {
+                self.close(key);
+            } else {
+                conn.stop_keep_alive();
+            }
+        }
+    }
+
+    /// Closes every connection at once.
+    pub fn close_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key);
+        }
+    }
+
+    /// Whether a shutdown has begun and every connection is closed.
+    pub fn is_drained(&self) -> bool {
+        self.drain_deadline.is_some() && self.conns.is_empty()
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Open connections that are waiting, idle, for their next request.
+    pub fn idle_connections(&self) -> usize {
+        self.conns.iter().filter(|(_, c)| c.phase() == Phase::Idle).count()
+    }
+
+    /// Requests answered since the server started.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests
+    }
+
+    fn tick(&mut self) -> Millis {
+        let now = self.clock.tick();
+        self.shared.now = now;
+        self.shared.date.update(now);
+        now
+    }
+
+
+    /// Applies the outcome of driving connection `key`: close it, or update its
+    /// interest and deadline.
+    fn settle(&mut self, registry: &Registry, key: usize, flow: Flow) {
+        if flow == Flow::Close {
+            return self.close(key);
+        }
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let gen = conn.gen;
+        if let Some(interest) = conn.interest_change() {
+            let token = conn_token(self.first_token, key, gen);
+            if let Err(e) = registry.reregister(conn.stream(), token, interest) {
+                log::error!("reregistering a connection: {e}");
+                return self.close(key);
+            }
+        }
+        if let Some(kind) = conn.arm.take() {
+            self.timers.arm(&mut self.conns, key, kind, self.shared.now);
+        }
+        if flow == Flow::Yield {
+            self.yielded.push((key, gen));
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        self.timers.unlink(&mut self.conns, key);
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            conn.recycle(&mut self.shared);
+        }
+        if self.accept_full {
+            self.accept_full = false;
+            self.accept_resume = true;
+        }
+    }
+
+    fn resume_accepting(&mut self, registry: &Registry) {
+        if !std::mem::take(&mut self.accept_resume) {
+            return;
+        }
+        for index in 0..self.listeners.len() {
+            self.accept_from(registry, index);
+        }
+    }
+
+    /// Accepts from listener `index` until it would block, the connection table is
+    /// full, or file descriptors run out.
+    fn accept_from(&mut self, registry: &Registry, index: usize) {
+        while self.accept_paused_until.is_none() && !self.accept_full {
+            if self.conns.len() >= self.shared.config.max_connections && !self.make_room() {
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else { return };
+            let addr = listener.addr;
+            match listener.socket.accept() {
+                Ok((stream, peer)) => self.add_connection(registry, stream, peer),
+                Err(e) => match e.raw_os_error() {
+                    _ if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {}
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        self.pressure(format_args!("accept on {addr}: {e}; pausing accepts"));
+                        self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
+                    }
+                    _ => {
+                        log::error!("accept on {addr}: {e}");
+                        self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
+                    }
+                },
+            }
+        }
+    }
+
+    /// At `max_connections`: closes the oldest idle keep-alive connection, or
+    /// stops accepting until one closes. Returns whether there is room now.
+    fn make_room(&mut self) -> bool {
+        if let Some(key) = self.timers.oldest(TimerKind::Idle) {
+            self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
+            self.close(key);
+            return true;
+        }
+        self.pressure(format_args!("connection limit reached: pausing accepts"));
+        self.accept_full = true;
+        false
+    }
+
+    fn add_connection(&mut self, registry: &Registry, mut stream: TcpStream, peer: SocketAddr) {
+        let key = self.conns.vacant_key();
+        let gen = self.next_gen;
+        self.next_gen = gen.wrapping_add(1);
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = registry.register(&mut stream, conn_token(self.first_token, key, gen), Interest::READABLE) {
+            log::error!("registering a connection from {peer}: {e}");
+            return;
+        }
+        let key = self.conns.insert(Conn::new(stream, peer, gen));
+        if let Some(conn) = self.conns.get_mut(key) {
+            let flow = conn.drive(&mut self.shared);
+            self.settle(registry, key, flow);
+        }
+    }
+
+    /// Logs resource pressure at warn level, at most once per second.
+    fn pressure(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = self.shared.now;
+        if self.last_pressure_warning.is_none_or(|t| now >= t + 1000) {
+            self.last_pressure_warning = Some(now);
+            log::warn!("{message}");
+        }
+    }
+}
+
+/// The token of connection `key` in its `gen`eration.
+fn conn_token(first_token: usize, key: usize, gen: u16) -> Token {
+    Token(first_token + LISTENER_TOKENS + (usize::from(gen) << KEY_BITS | key))
+}
