@@ -18,6 +18,8 @@ pub enum Control {
     Continue,
     /// Begin a graceful shutdown; asked a second time, close everything at once.
     Shutdown,
+    /// Close every connection now and return from [`EventLoop::run`].
+    Stop,
 }
 
 /// A `Poll` with one [`Server`] on it.
@@ -61,12 +63,22 @@ impl EventLoop {
             for event in self.events.iter() {
                 if self.server.owns(event.token()) {
                     self.server.handle_event(registry, event);
-                } else if on_event(event) == Control::Shutdown {
-                    if shutting_down {
-                        self.server.close_all();
+                } else {
+                    match on_event(event) {
+                        Control::Continue => {}
+                        Control::Shutdown => {
+                            if shutting_down {
+                                self.server.close_all();
+                            }
+                            shutting_down = true;
+                            self.server.shutdown(registry);
+                        }
+                        Control::Stop => {
+                            self.server.shutdown(registry);
+                            self.server.close_all();
+                            return Ok(());
+                        }
                     }
-                    shutting_down = true;
-                    self.server.shutdown(registry);
                 }
             }
             self.server.handle_timeouts(registry);
