@@ -247,14 +247,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_framing() {
-        for bad in [
-            &b"x\r\n"[..],
-            b"5\r\nhelloX\r\n",
-            b"5\nhello\r\n",
-            b"11111111111111111\r\n",
-            b"-1\r\n",
-            b"5;\x01\r\n",
-        ] {
+        for bad in
+            [&b"x\r\n"[..], b"5\r\nhelloX\r\n", b"5\nhello\r\n", b"11111111111111111\r\n", b"-1\r\n", b"5;\x01\r\n"]
+        {
             assert!(run(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let long_ext = format!("1;{}\r\n", "e".repeat(2000));

@@ -60,7 +60,8 @@ mod tests {
         pool.give(a);
         pool.give(b);
         assert_eq!(pool.spare(), 1);
-        assert_eq!(pool.take().as_ptr(), a_ptr);
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), a_ptr);
         pool.give(Vec::with_capacity(10));
         assert_eq!(pool.spare(), 0, "foreign-sized buffers are not pooled");
     }

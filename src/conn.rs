@@ -26,7 +26,7 @@ use crate::files::{self, Found, StaticFiles};
 use crate::parse::{self, Method, RequestHead};
 use crate::response::{self, HeadWriter, Persistence};
 use crate::status::Status;
-use crate::timer::{Link, Linked, Millis, TimerKind};
+use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
 
 /// Unused request bodies up to this size are read and discarded so the connection
 /// can be kept alive; larger ones close it after the response.
@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub write_pool: BufPool,
     pub date: DateCache,
     pub now: Millis,
+    /// The server's clock (`now` is its last tick).
+    pub clock: Clock,
     /// Graceful shutdown has begun: finish the current response, then close.
     pub draining: bool,
     /// Reused for percent-decoding request paths.
@@ -95,7 +97,8 @@ struct Current {
     status: u16,
     /// Bytes of the whole response (head and body).
     bytes: u64,
-    started: Millis,
+    /// When the head was complete, in microseconds.
+    started_us: u64,
 }
 
 /// One client connection.
@@ -388,7 +391,7 @@ impl Conn {
             minor_version: head.minor_version,
             status: 0,
             bytes: 0,
-            started: shared.now,
+            started_us: shared.clock.now_us(),
         });
         self.keep_alive = head.keep_alive && !shared.draining;
         if let Some(body) = BodyDecoder::new(head.body) {
@@ -511,7 +514,7 @@ impl Conn {
             minor_version: 1,
             status: 0,
             bytes: 0,
-            started: shared.now,
+            started_us: shared.clock.now_us(),
         });
         self.take_write_buffer(shared);
         self.page(status, Persistence::Close, true, shared);
@@ -710,7 +713,7 @@ impl Conn {
             minor_version: current.minor_version,
             status: current.status,
             bytes,
-            micros: shared.now.saturating_sub(current.started) * 1000,
+            micros: shared.clock.peek_us().saturating_sub(current.started_us),
         }
         .log();
     }
@@ -779,9 +782,7 @@ mod tests {
 
     #[test]
     fn target_forms() {
-        let split = |t: &'static [u8]| {
-            split_target(t).map(|(p, q)| (&t[p.0..p.1], q.map(|q| &t[q.0..q.1])))
-        };
+        let split = |t: &'static [u8]| split_target(t).map(|(p, q)| (&t[p.0..p.1], q.map(|q| &t[q.0..q.1])));
         assert_eq!(split(b"/a?b=c#f"), Some((&b"/a"[..], Some(&b"b=c"[..]))));
         assert_eq!(split(b"/a#f"), Some((&b"/a"[..], None)));
         assert_eq!(split(b"http://h:80/x/y?q"), Some((&b"/x/y"[..], Some(&b"q"[..]))));

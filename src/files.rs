@@ -268,7 +268,10 @@ pub(crate) fn content_type(name: &[u8]) -> (&'static str, bool) {
     let text = mime.starts_with("text/")
         || matches!(
             mime,
-            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "image/svg+xml"
                 | "application/manifest+json"
         );
     (mime, text)

@@ -35,3 +35,25 @@ pub use config::Config;
 pub use run::{Control, EventLoop, SERVER_FIRST_TOKEN};
 pub use server::{Server, TOKEN_SPAN};
 pub use status::Status;
+
+/// Internal functions exposed for the benchmarks in `benches/`; not a stable API.
+#[doc(hidden)]
+pub mod bench_api {
+    /// Parses a request head; returns its length when complete and valid.
+    pub fn parse_head(buf: &[u8]) -> Option<usize> {
+        crate::parse::parse_head(buf, 8192).ok().flatten().map(|h| h.len)
+    }
+
+    /// Writes a typical 200 response head for a file into `buf`.
+    pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8], len: u64) {
+        crate::response::HeadWriter::new(buf, crate::Status::OK, date)
+            .content_type("text/html", true)
+            .content_length(len)
+            .finish(crate::response::Persistence::Default);
+    }
+
+    /// Percent-decodes and normalises a request path into `out`; false when refused.
+    pub fn resolve_path(raw: &[u8], decoded: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+        crate::files::percent_decode(raw, decoded).is_some() && crate::files::normalize(decoded, out).is_ok()
+    }
+}

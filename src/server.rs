@@ -44,7 +44,6 @@ pub struct Server {
     conns: Slab<Conn>,
     timers: Timers,
     shared: Shared,
-    clock: Clock,
     first_token: usize,
     next_gen: u16,
     /// Connections that spent their send budget, to be driven again next turn.
@@ -77,7 +76,8 @@ impl Server {
     pub fn new(config: Config) -> io::Result<Server> {
         let files = StaticFiles::open(&config.root)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", config.root.display())))?;
-        let timers = Timers::new([config.header_timeout, config.idle_timeout, config.send_timeout, config.linger_timeout]);
+        let timers =
+            Timers::new([config.header_timeout, config.idle_timeout, config.send_timeout, config.linger_timeout]);
         let read_size = config.max_header_bytes.max(256);
         let write_size = config.write_buffer_bytes.max(4096);
         let shared = Shared {
@@ -86,6 +86,7 @@ impl Server {
             write_pool: BufPool::new(write_size, POOL_SPARE),
             date: DateCache::new(),
             now: 0,
+            clock: Clock::new(),
             draining: false,
             decoded: Vec::new(),
             path: Vec::new(),
@@ -97,7 +98,6 @@ impl Server {
             conns: Slab::new(),
             timers,
             shared,
-            clock: Clock::new(),
             first_token: 0,
             next_gen: 0,
             yielded: Vec::new(),
@@ -200,7 +200,7 @@ impl Server {
             .into_iter()
             .flatten()
             .min()?;
-        Some(Duration::from_millis(next.saturating_sub(self.clock.peek())))
+        Some(Duration::from_millis(next.saturating_sub(self.shared.clock.peek())))
     }
 
     /// Expires deadlines and resumes deferred work. Call after every wakeup.
@@ -292,12 +292,11 @@ impl Server {
     }
 
     fn tick(&mut self) -> Millis {
-        let now = self.clock.tick();
+        let now = self.shared.clock.tick();
         self.shared.now = now;
         self.shared.date.update(now);
         now
     }
-
 
     /// Applies the outcome of driving connection `key`: close it, or update its
     /// interest and deadline.

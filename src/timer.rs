@@ -23,11 +23,12 @@ const NIL: u32 = u32::MAX;
 pub(crate) struct Clock {
     epoch: Instant,
     now: Millis,
+    now_us: u64,
 }
 
 impl Clock {
     pub(crate) fn new() -> Clock {
-        Clock { epoch: Instant::now(), now: 0 }
+        Clock { epoch: Instant::now(), now: 0, now_us: 0 }
     }
 
     /// The current time without recording it.
@@ -37,8 +38,20 @@ impl Clock {
 
     /// Reads the monotonic clock and returns the new `now`.
     pub(crate) fn tick(&mut self) -> Millis {
-        self.now = duration_ms(self.epoch.elapsed());
+        let elapsed = self.epoch.elapsed();
+        self.now = duration_ms(elapsed);
+        self.now_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.now
+    }
+
+    /// The current time in microseconds without recording it.
+    pub(crate) fn peek_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The time of the last [`tick`](Clock::tick) in microseconds, for measuring.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.now_us
     }
 }
 
@@ -161,12 +174,7 @@ impl Timers {
     }
 
     /// Unlinks and returns one connection whose deadline of `kind` is at or before `now`.
-    pub(crate) fn pop_expired<T: Linked>(
-        &mut self,
-        slab: &mut Slab<T>,
-        kind: TimerKind,
-        now: Millis,
-    ) -> Option<usize> {
+    pub(crate) fn pop_expired<T: Linked>(&mut self, slab: &mut Slab<T>, kind: TimerKind, now: Millis) -> Option<usize> {
         let head = self.lists.get(kind as usize)?.head as usize;
         let at = slab.get(head)?.link().at;
         if at > now {
@@ -183,8 +191,7 @@ impl Timers {
     }
 
     /// The kinds that have lists, in the order expiries are handled.
-    pub(crate) const ALL: [TimerKind; KINDS] =
-        [TimerKind::Header, TimerKind::Idle, TimerKind::Send, TimerKind::Linger];
+    pub(crate) const ALL: [TimerKind; KINDS] = [TimerKind::Header, TimerKind::Idle, TimerKind::Send, TimerKind::Linger];
 }
 
 #[cfg(test)]
