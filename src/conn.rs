@@ -778,6 +778,7 @@ mod tests {
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
         assert!(size <= 256, "Conn is {size} bytes");
+        eprintln!("size_of::<Conn>() = {size}");
     }
 
     #[test]

@@ -113,7 +113,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft open-files limit to the hard one (as nginx's
+/// `worker_rlimit_nofile` would), so `--max-connections` is not capped by the
+/// usual soft default of 1024; warns when even the hard limit is too low.
+fn raise_fd_limit(max_connections: usize) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    let needed = max_connections as u64 + 64;
+    if (lim.rlim_cur as u64) < needed {
+        log::warn!(
+            "the open-files limit ({}) is below what --max-connections {max_connections} needs (~{needed}); \
+             connections beyond it will be refused while descriptors are short",
+            lim.rlim_cur
+        );
+    }
+}
+
 fn serve(args: Args) -> Result<(), String> {
+    raise_fd_limit(args.config.max_connections);
     let mut server = Server::new(args.config).map_err(|e| e.to_string())?;
     let mut failed = false;
     for addr in &args.listen {
