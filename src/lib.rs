@@ -18,12 +18,12 @@
 
 mod access_log;
 mod body;
-mod bufpool;
 mod config;
 mod conn;
 mod date;
 mod files;
 mod parse;
+mod pool;
 mod response;
 mod run;
 mod server;

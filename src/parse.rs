@@ -79,6 +79,20 @@ pub(crate) struct RequestHead {
     pub expect_continue: bool,
 }
 
+impl RequestHead {
+    /// Stands for a request whose head could not be parsed (method and target unknown).
+    pub(crate) const UNPARSED: RequestHead = RequestHead {
+        len: 0,
+        method: Method::Other,
+        target: (0, 0),
+        method_span: (0, 0),
+        minor_version: 1,
+        keep_alive: false,
+        body: BodyLength::None,
+        expect_continue: false,
+    };
+}
+
 /// Why a request head was refused; each maps to one status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HeadError {

@@ -16,11 +16,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::bufpool::BufPool;
 use crate::config::Config;
 use crate::conn::{Conn, Flow, Phase, Shared};
 use crate::date::DateCache;
 use crate::files::StaticFiles;
+use crate::pool::Pool;
 use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
@@ -29,9 +29,9 @@ const LISTENER_TOKENS: usize = 64;
 const KEY_BITS: u32 = 32;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
-/// Spare buffers kept in each pool under load.
+/// Spare in-flight states (with their buffers) kept under load.
 const POOL_SPARE: usize = 64;
-/// Spare buffers kept in each pool after a quiet spell, and how often that is checked.
+/// Spares kept after a quiet spell, and how often that is checked.
 const POOL_SPARE_QUIET: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
 
@@ -78,12 +78,9 @@ impl Server {
             .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", config.root.display())))?;
         let timers =
             Timers::new([config.header_timeout, config.idle_timeout, config.send_timeout, config.linger_timeout]);
-        let read_size = config.max_header_bytes.max(256);
-        let write_size = config.write_buffer_bytes.max(4096);
         let shared = Shared {
             files,
-            read_pool: BufPool::new(read_size, POOL_SPARE),
-            write_pool: BufPool::new(write_size, POOL_SPARE),
+            exchanges: Pool::new(POOL_SPARE),
             date: DateCache::new(),
             now: 0,
             clock: Clock::new(),
@@ -229,8 +226,7 @@ impl Server {
         if now >= self.next_pool_trim {
             // Give back the memory a burst left in the pools.
             self.next_pool_trim = now + POOL_TRIM_MS;
-            self.shared.read_pool.trim(POOL_SPARE_QUIET);
-            self.shared.write_pool.trim(POOL_SPARE_QUIET);
+            self.shared.exchanges.trim(POOL_SPARE_QUIET);
         }
         if self.drain_deadline.is_some_and(|t| t <= now) && !self.conns.is_empty() {
             log::info!("grace period over: closing {} connections", self.conns.len());

@@ -131,7 +131,7 @@ fn raise_fd_limit(max_connections: usize) {
         }
     }
     let needed = max_connections as u64 + 64;
-    if (lim.rlim_cur as u64) < needed {
+    if lim.rlim_cur < needed {
         log::warn!(
             "the open-files limit ({}) is below what --max-connections {max_connections} needs (~{needed}); \
              connections beyond it will be refused while descriptors are short",
