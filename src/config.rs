@@ -8,8 +8,9 @@ use std::time::Duration;
 pub struct Config {
     /// Directory whose files are served.
     pub root: PathBuf,
-    /// Most connections open at once; beyond it the oldest idle keep-alive
-    /// connection is closed, or accepting pauses until one closes.
+    /// Most connections open at once. A new client at the limit takes the place of
+    /// the oldest idle keep-alive connection; when none is idle, it waits in the
+    /// listen backlog until a connection closes or goes idle.
     pub max_connections: usize,
     /// Largest request head (request line and headers) accepted, in bytes;
     /// larger heads get 431 (or 414 when the request line alone is too long).

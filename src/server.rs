@@ -309,6 +309,11 @@ impl Server {
                 return self.close(key);
             }
         }
+        if self.accept_full && conn.phase() == Phase::Idle {
+            // An idle connection can make room for a client waiting in the backlog.
+            self.accept_full = false;
+            self.accept_resume = true;
+        }
         if let Some(kind) = conn.arm.take() {
             self.timers.arm(&mut self.conns, key, kind, self.shared.now);
         }
@@ -338,16 +343,26 @@ impl Server {
     }
 
     /// Accepts from listener `index` until it would block, the connection table is
-    /// full, or file descriptors run out.
+    /// full of busy connections, or file descriptors run out.
     fn accept_from(&mut self, registry: &Registry, index: usize) {
         while self.accept_paused_until.is_none() && !self.accept_full {
-            if self.conns.len() >= self.shared.config.max_connections && !self.make_room() {
+            let at_limit = self.conns.len() >= self.shared.config.max_connections;
+            if at_limit && self.timers.oldest(TimerKind::Idle).is_none() {
+                // Leave further clients in the backlog until a connection closes or goes idle.
+                self.pressure(format_args!("connection limit reached: pausing accepts"));
+                self.accept_full = true;
                 return;
             }
             let Some(listener) = self.listeners.get(index) else { return };
             let addr = listener.addr;
             match listener.socket.accept() {
-                Ok((stream, peer)) => self.add_connection(registry, stream, peer),
+                Ok((stream, peer)) => {
+                    if let Some(oldest) = self.timers.oldest(TimerKind::Idle).filter(|_| at_limit) {
+                        self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
+                        self.close(oldest);
+                    }
+                    self.add_connection(registry, stream, peer);
+                }
                 Err(e) => match e.raw_os_error() {
                     _ if e.kind() == io::ErrorKind::WouldBlock => return,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {}
@@ -362,19 +377,6 @@ impl Server {
                 },
             }
         }
-    }
-
-    /// At `max_connections`: closes the oldest idle keep-alive connection, or
-    /// stops accepting until one closes. Returns whether there is room now.
-    fn make_room(&mut self) -> bool {
-        if let Some(key) = self.timers.oldest(TimerKind::Idle) {
-            self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
-            self.close(key);
-            return true;
-        }
-        self.pressure(format_args!("connection limit reached: pausing accepts"));
-        self.accept_full = true;
-        false
     }
 
     fn add_connection(&mut self, registry: &Registry, mut stream: TcpStream, peer: SocketAddr) {
