@@ -1,63 +1,129 @@
-//! The access-log line, written through `log` on its own target.
+//! The access log as middleware: one line per response in Common Log Format or
+//! Combined Log Format, written through `log` on its own target.
 
-use std::fmt;
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::middleware::Middleware;
+use crate::request::{Method, Request, Version};
+use crate::response::Response;
 
 /// The `log` target of access-log lines; filter it with `RUST_LOG=spindle::access=off`.
 pub const TARGET: &str = "spindle::access";
 
-/// Whether access-log lines would be printed (checked before gathering them).
-pub(crate) fn enabled() -> bool {
-    log::log_enabled!(target: TARGET, log::Level::Info)
+/// Which access-log line format to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `host - - [time] "request" status bytes`
+    Common,
+    /// Common, then `"referer" "user-agent"`.
+    Combined,
 }
 
-/// One finished (or aborted) request.
-pub(crate) struct Entry<'a> {
-    pub peer: SocketAddr,
-    pub method: &'a [u8],
-    pub target: &'a [u8],
-    pub minor_version: u8,
-    pub status: u16,
-    pub bytes: u64,
-    pub micros: u64,
+/// Middleware writing an access-log line (at info level, target [`TARGET`]) for
+/// every response, including the server's own error responses. Client-supplied
+/// text is escaped so that a line cannot be forged or break a terminal.
+#[derive(Debug)]
+pub struct AccessLog {
+    format: LogFormat,
+    /// The rendered time of the last second a line was written in.
+    time: RefCell<(u64, String)>,
 }
 
-impl Entry<'_> {
-    /// Emits the line at info level on [`TARGET`].
-    pub(crate) fn log(&self) {
-        log::info!(target: TARGET, "{self}");
+impl AccessLog {
+    /// An access log in `format`.
+    pub fn new(format: LogFormat) -> AccessLog {
+        AccessLog { format, time: RefCell::new((u64::MAX, String::new())) }
     }
 }
 
-impl fmt::Display for Entry<'_> {
+impl Middleware for AccessLog {
+    fn on_response(&self, req: &Request<'_>, response: &mut Response) {
+        if !log::log_enabled!(target: TARGET, log::Level::Info) {
+            return;
+        }
+        let status = response.status_code();
+        let bytes = if req.method() == Method::Head || !status.allows_body() { 0 } else { response.body().len() };
+        let mut time = self.time.borrow_mut();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if time.0 != now {
+            time.1.clear();
+            let _ = write_clf_time(&mut time.1, now);
+            time.0 = now;
+        }
+        let version = if req.version() == Version::Http10 { "1.0" } else { "1.1" };
+        let request = RequestLine { method: req.method_str(), target: req.target(), version };
+        let bytes = Bytes(bytes);
+        match self.format {
+            LogFormat::Common => {
+                log::info!(target: TARGET, "{} - - [{}] {request} {} {bytes}", req.peer().ip(), time.1, status.code())
+            }
+            LogFormat::Combined => {
+                let referer = Quoted(req.headers().get_bytes("referer"));
+                let agent = Quoted(req.headers().get_bytes("user-agent"));
+                log::info!(
+                    target: TARGET,
+                    "{} - - [{}] {request} {} {bytes} {referer} {agent}",
+                    req.peer().ip(),
+                    time.1,
+                    status.code()
+                )
+            }
+        }
+    }
+}
+
+/// `"GET /path HTTP/1.1"`, or `"-"` for a request that could not be parsed.
+struct RequestLine<'a> {
+    method: &'a str,
+    target: &'a str,
+    version: &'a str,
+}
+
+impl fmt::Display for RequestLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} \"{} {} HTTP/1.{}\" {} {} {}.{:03}ms",
-            self.peer.ip(),
-            Escaped(self.method),
-            Escaped(self.target),
-            self.minor_version,
-            self.status,
-            self.bytes,
-            self.micros / 1000,
-            self.micros % 1000
-        )
+        if self.method.is_empty() {
+            return f.write_str("\"-\"");
+        }
+        write!(f, "\"{} {} HTTP/{}\"", Escaped(self.method.as_bytes()), Escaped(self.target.as_bytes()), self.version)
+    }
+}
+
+/// CLF's byte count: `-` for none.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            f.write_str("-")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// A quoted, escaped header value, or `"-"` when absent.
+struct Quoted<'a>(Option<&'a [u8]>);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) if !v.is_empty() => write!(f, "\"{}\"", Escaped(v)),
+            _ => f.write_str("\"-\""),
+        }
     }
 }
 
 /// Client-supplied bytes with control characters, `"`, `\` and non-ASCII escaped
-/// as `\xNN`, so a line cannot be forged or break a terminal.
+/// as `\xNN`.
 pub(crate) struct Escaped<'a>(pub &'a [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("-");
-        }
         for &b in self.0 {
             if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
-                fmt::Write::write_char(f, char::from(b))?;
+                f.write_char(char::from(b))?;
             } else {
                 write!(f, "\\x{b:02x}")?;
             }
@@ -66,22 +132,50 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// Writes `secs` since the Unix epoch as CLF time, `21/Nov/2026:06:10:50 +0000`.
+fn write_clf_time(out: &mut String, secs: u64) -> fmt::Result {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    let month = MONTHS.get(month as usize - 1).unwrap_or(&"???");
+    write!(out, "{day:02}/{month}/{year}:{:02}:{:02}:{:02} +0000", t / 3600, t / 60 % 60, t % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escapes_control_characters() {
-        let e = Entry {
-            peer: "127.0.0.1:5".parse().unwrap(),
-            method: b"GET",
-            target: b"/a\x1b[31m\"\n",
-            minor_version: 1,
-            status: 200,
-            bytes: 10,
-            micros: 1500,
-        };
-        assert_eq!(e.to_string(), r#"127.0.0.1 "GET /a\x1b[31m\x22\x0a HTTP/1.1" 200 10 1.500ms"#);
-        assert_eq!(Escaped(b"").to_string(), "-");
+    fn clf_time() {
+        let mut s = String::new();
+        write_clf_time(&mut s, 0).unwrap();
+        assert_eq!(s, "01/Jan/1970:00:00:00 +0000");
+        s.clear();
+        write_clf_time(&mut s, 1_795_242_050).unwrap();
+        assert_eq!(s, "21/Nov/2026:06:20:50 +0000");
+        s.clear();
+        write_clf_time(&mut s, 951_782_400).unwrap(); // a leap day
+        assert_eq!(s, "29/Feb/2000:00:00:00 +0000");
+    }
+
+    #[test]
+    fn escapes_client_text() {
+        assert_eq!(Escaped(b"/a\x1b[31m\"\n\\").to_string(), r"/a\x1b[31m\x22\x0a\x5c");
+        assert_eq!(Quoted(None).to_string(), "\"-\"");
+        assert_eq!(RequestLine { method: "", target: "", version: "1.1" }.to_string(), "\"-\"");
     }
 }

@@ -1,13 +1,10 @@
 //! Server configuration: where to serve from, limits and timeouts.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything a [`Server`](crate::Server) needs to know, with nginx-like defaults.
+/// The limits and timeouts of a [`Server`](crate::Server), with nginx-like defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Directory whose files are served.
-    pub root: PathBuf,
     /// Most connections open at once. A new client at the limit takes the place of
     /// the oldest idle keep-alive connection; when none is idle, it waits in the
     /// listen backlog until a connection closes or goes idle.
@@ -18,6 +15,15 @@ pub struct Config {
     /// Time a client has to send a whole request head, from its first byte
     /// (from connecting, for a new connection). Trickling does not extend it.
     pub header_timeout: Duration,
+    /// Largest request body accepted, in bytes; a larger one gets 413 (before it is
+    /// read, when its length is declared).
+    pub max_body_bytes: usize,
+    /// The request-body deadline window: in each such window a body must bring at
+    /// least `body_min_rate` bytes per second (at least one byte), or the client
+    /// gets 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// Minimum request-body rate in bytes per second (see `body_timeout`).
+    pub body_min_rate: u64,
     /// Time a keep-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Time a response may make no progress because the client is not reading.
@@ -36,10 +42,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            root: PathBuf::from("www"),
             max_connections: 10_000,
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 1024,
             idle_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),

@@ -1,13 +1,13 @@
 //! One client connection: the only code that reads from or writes to a client socket.
 //!
-//! A connection moves through [`Phase`]s — idle → reading a head → sending →
-//! (idle | next head | lingering close) — driven by [`Conn::drive`], which loops
-//! until the socket would block, the per-wakeup send budget is spent, or the
-//! connection must close. A phase that completes falls straight through to the
-//! next one without waiting for another readiness event.
+//! A connection moves through [`Phase`]s — idle → reading a head → reading a
+//! body → sending → (idle | next head | lingering close) — driven by
+//! [`Conn::drive`], which loops until the socket would block, the per-wakeup
+//! send budget is spent, or the connection must close. A phase that completes
+//! falls straight through to the next one without waiting for another event.
 //!
-//! Everything a request needs while it is in flight — buffers, the file being
-//! sent, the body being skipped — lives in an [`Exchange`] leased from a pool
+//! Everything a request needs while it is in flight — buffers, the decoded body,
+//! the response body being sent — lives in an [`Exchange`] leased from a pool
 //! when bytes arrive and given back as soon as nothing is in flight, so an idle
 //! keep-alive connection is just its socket, its address and its timer link.
 
@@ -15,54 +15,67 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::unix::fs::FileExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mio::net::TcpStream;
 use mio::Interest;
 
-use crate::access_log;
 use crate::body::BodyDecoder;
 use crate::config::Config;
 use crate::date::DateCache;
-use crate::files::{self, Found, StaticFiles};
-use crate::parse::{self, Method, RequestHead};
+use crate::files;
+use crate::head::{self, HeadWriter, Persistence};
+use crate::parse::{self, BodyLength, RequestHead};
 use crate::pool::Pool;
-use crate::response::{self, HeadWriter, Persistence};
+use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
+use crate::response::{Body, Response};
+use crate::router::Router;
 use crate::status::Status;
 use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
 
-/// Unused request bodies up to this size are read and discarded so the connection
-/// can be kept alive; larger ones close it after the response.
-const MAX_DISCARD: u64 = 1024 * 1024;
 /// Bytes a lingering close reads and drops before giving up on the client.
 const MAX_LINGER_BYTES: u64 = 1024 * 1024;
+/// Room kept in the read buffer beyond the largest head, for reading a body.
+const BODY_READ_ROOM: usize = 4096;
+/// A pooled exchange keeps at most this much request-body capacity.
+const KEEP_BODY_CAPACITY: usize = 64 * 1024;
+/// The interim response sent before reading a body the client waits to send.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Counters the server reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub handler_panics: u64,
+}
 
 /// What the server shares with every connection while driving one.
 pub(crate) struct Shared {
     pub config: Config,
-    pub files: StaticFiles,
+    pub router: Router,
     /// Spare in-flight states, with their buffers.
     pub exchanges: Pool<Box<Exchange>>,
     pub date: DateCache,
-    pub now: Millis,
     /// The server's clock (`now` is its last tick).
     pub clock: Clock,
+    pub now: Millis,
     /// Graceful shutdown has begun: finish the current response, then close.
     pub draining: bool,
     /// Reused for percent-decoding request paths.
     pub decoded: Vec<u8>,
-    /// Reused for normalised request paths.
-    pub path: Vec<u8>,
-    /// Requests answered so far.
-    pub requests: u64,
+    pub counters: Counters,
 }
 
 /// Where a connection is in its request/response cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Keep-alive, waiting for the first byte of the next request. No buffers held.
+    /// Keep-alive, waiting for the first byte of the next request. Nothing held.
     Idle,
-    /// Reading (and skipping the unused body of the previous request, then parsing) a head.
+    /// Reading (then parsing) a request head.
     Head,
+    /// Reading and decoding a request body.
+    Body,
     /// Sending a response.
     Send,
     /// Closing after a response: reading and dropping what the client still sends,
@@ -81,26 +94,18 @@ pub(crate) enum Flow {
     Close,
 }
 
-/// A file body being streamed through the write buffer.
-#[derive(Debug)]
-struct FileBody {
-    file: File,
-    offset: u64,
-    left: u64,
-}
-
-/// The request being answered, for the access log and the response.
-#[derive(Clone, Copy, Debug)]
-struct Current {
-    /// Method and target as ranges of the read buffer, relative to `rpos`.
-    method: (u32, u32),
-    target: (u32, u32),
-    minor_version: u8,
-    status: u16,
-    /// Bytes of the whole response (head and body).
-    bytes: u64,
-    /// When the head was complete, in microseconds.
-    started_us: u64,
+/// Response body bytes still to go out after the write buffer.
+#[derive(Debug, Default)]
+enum Out {
+    #[default]
+    None,
+    Static(&'static [u8]),
+    Bytes(Vec<u8>, usize),
+    File {
+        file: File,
+        offset: u64,
+        left: u64,
+    },
 }
 
 /// The state of a connection while a request is in flight; pooled.
@@ -112,39 +117,44 @@ pub(crate) struct Exchange {
     rend: u32,
     /// Bytes of `rbuf[rpos..rend]` already scanned for the end of the head.
     scanned: u32,
-    /// Length of the head being answered, at `rpos`.
-    head_len: u32,
-    /// Response bytes waiting to be written, `wbuf[wpos..]`.
+    /// The request being read or answered; its head is at `rpos`.
+    request: Option<RequestHead>,
+    /// Where its header fields lie in its head.
+    spans: Vec<HeaderSpan>,
+    /// Its body, decoded; and the decoder while the body is still arriving.
+    body: Vec<u8>,
+    decoder: Option<BodyDecoder>,
+    /// Body bytes received in the current body-deadline window.
+    body_window: u64,
+    /// Response bytes waiting to be written, `wbuf[wpos..]`, then `out`.
     wbuf: Vec<u8>,
     wpos: u32,
-    file: Option<FileBody>,
-    /// The unused body of the request being answered, still to be skipped.
-    skip: Option<BodyDecoder>,
-    current: Option<Current>,
+    out: Out,
     lingered: u64,
 }
 
 impl Exchange {
     /// Whether nothing is in flight: no input buffered, no output pending, no request open.
     fn is_empty(&self) -> bool {
-        self.rpos == self.rend
-            && self.wpos as usize == self.wbuf.len()
-            && self.file.is_none()
-            && self.skip.is_none()
-            && self.current.is_none()
+        self.rpos == self.rend && !self.sending() && self.request.is_none()
     }
 
-    /// Forgets everything in flight, keeping the buffers' memory.
+    /// Forgets everything in flight, keeping (bounded) buffer memory.
     fn reset(&mut self) {
         self.rpos = 0;
         self.rend = 0;
         self.scanned = 0;
-        self.head_len = 0;
+        self.request = None;
+        self.spans.clear();
+        self.body.clear();
+        if self.body.capacity() > KEEP_BODY_CAPACITY {
+            self.body = Vec::new();
+        }
+        self.decoder = None;
+        self.body_window = 0;
         self.wbuf.clear();
         self.wpos = 0;
-        self.file = None;
-        self.skip = None;
-        self.current = None;
+        self.out = Out::None;
         self.lingered = 0;
     }
 
@@ -155,7 +165,12 @@ impl Exchange {
 
     /// Whether output is still to be written.
     fn sending(&self) -> bool {
-        (self.wpos as usize) < self.wbuf.len() || self.file.is_some()
+        (self.wpos as usize) < self.wbuf.len() || !matches!(self.out, Out::None)
+    }
+
+    /// Where the current request's head ends in `rbuf`.
+    fn head_end(&self) -> usize {
+        self.rpos as usize + self.request.map_or(0, |r| r.len)
     }
 }
 
@@ -236,7 +251,9 @@ impl Conn {
 
     /// The interest the connection needs now, if it differs from what is registered.
     pub(crate) fn interest_change(&mut self) -> Option<Interest> {
-        let want_write = self.phase == Phase::Send && !self.write_ready;
+        let want_write = !self.write_ready
+            && matches!(self.phase, Phase::Send | Phase::Body)
+            && self.exchange.as_ref().is_some_and(|x| x.sending());
         if want_write == self.write_interest {
             return None;
         }
@@ -244,11 +261,10 @@ impl Conn {
         Some(if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE })
     }
 
-    /// Gives the in-flight state back to the pool before the connection is dropped,
-    /// logging a request that did not finish.
+    /// Gives the in-flight state back to the pool (before the connection is dropped,
+    /// or when nothing is in flight any more).
     pub(crate) fn recycle(&mut self, shared: &mut Shared) {
         if let Some(mut x) = self.exchange.take() {
-            self.log_aborted(&mut x, shared);
             x.reset();
             shared.exchanges.give(x);
         }
@@ -267,6 +283,7 @@ impl Conn {
         let flow = loop {
             let step = match self.phase {
                 Phase::Idle | Phase::Head => self.read_head(&mut x, shared),
+                Phase::Body => self.read_body(&mut x, shared),
                 Phase::Send => self.send(&mut x, shared, &mut budget, &mut progressed),
                 Phase::Linger => self.linger(&mut x),
             };
@@ -274,8 +291,9 @@ impl Conn {
                 break flow;
             }
         };
+        let done = flow == Flow::Close || x.is_empty();
         self.exchange = Some(x);
-        if flow == Flow::Close || self.exchange.as_ref().is_some_and(|x| x.is_empty()) {
+        if done {
             self.recycle(shared);
         }
         flow
@@ -283,48 +301,53 @@ impl Conn {
 
     /// Handles an expired deadline of `kind`.
     pub(crate) fn timed_out(&mut self, kind: TimerKind, shared: &mut Shared) -> Flow {
-        let unanswered = self.exchange.as_ref().is_some_and(|x| !x.input().is_empty() && x.skip.is_none());
-        if kind == TimerKind::Header && self.phase == Phase::Head && unanswered {
-            log::debug!("{}: request head timed out", self.peer);
-            if let Some(mut x) = self.exchange.take() {
-                self.fail(&mut x, Status::REQUEST_TIMEOUT, shared);
-                self.exchange = Some(x);
+        let Some(mut x) = self.exchange.take() else {
+            log::debug!("{}: {kind:?} timeout in {:?}", self.peer, self.phase);
+            return Flow::Close;
+        };
+        let answer = match (kind, self.phase) {
+            // A head that never completed: answer 408 while the client may still read it.
+            (TimerKind::Header, Phase::Head) => !x.input().is_empty(),
+            (TimerKind::Body, Phase::Body) => {
+                let window_ms = crate::timer::duration_ms(shared.config.body_timeout);
+                let needed = (shared.config.body_min_rate.saturating_mul(window_ms) / 1000).max(1);
+                if x.body_window >= needed {
+                    // Enough progress in this window: give the body another one.
+                    x.body_window = 0;
+                    self.arm = Some(TimerKind::Body);
+                    self.exchange = Some(x);
+                    return Flow::Wait;
+                }
+                true
             }
-            return self.drive(shared);
-        }
+            _ => false,
+        };
         log::debug!("{}: {kind:?} timeout in {:?}", self.peer, self.phase);
-        Flow::Close
+        if !answer {
+            self.exchange = Some(x);
+            return Flow::Close;
+        }
+        self.refuse(&mut x, Status::REQUEST_TIMEOUT, shared);
+        self.exchange = Some(x);
+        self.drive(shared)
     }
 
-    // ---- reading a request head -------------------------------------------------
+    // ---- reading a request --------------------------------------------------------
 
-    /// One step of `Idle`/`Head`: skip body bytes, parse a head, or read.
+    /// One step of `Idle`/`Head`: parse a buffered head, or read.
     fn read_head(&mut self, x: &mut Exchange, shared: &mut Shared) -> Option<Flow> {
         if x.rpos < x.rend {
             let input = &x.rbuf[x.rpos as usize..x.rend as usize];
-            if let Some(skip) = &mut x.skip {
-                match skip.decode(input) {
-                    Ok(step) => x.rpos += step.consumed as u32,
-                    Err(e) => {
-                        log::debug!("{}: bad request body: {}", self.peer, e.0);
-                        return Some(Flow::Close);
-                    }
-                }
-                if skip.is_done() {
-                    x.skip = None;
-                }
-                return None;
-            }
             if parse::find_head_end(input, x.scanned as usize).is_some() {
-                match parse::parse_head(input, shared.config.max_header_bytes) {
+                match parse::parse_head(input, shared.config.max_header_bytes, &mut x.spans) {
                     Ok(Some(head)) => {
-                        self.dispatch(x, head, shared);
+                        self.start_request(x, head, shared);
                         return None;
                     }
                     Ok(None) => {}
                     Err(e) => {
                         log::debug!("{}: bad request head: {e:?}", self.peer);
-                        self.fail(x, e.status(), shared);
+                        self.refuse(x, e.status(), shared);
                         return None;
                     }
                 }
@@ -334,7 +357,7 @@ impl Conn {
             if len >= shared.config.max_header_bytes {
                 let e = parse::incomplete_error(x.input());
                 log::debug!("{}: request head too large: {e:?}", self.peer);
-                self.fail(x, e.status(), shared);
+                self.refuse(x, e.status(), shared);
                 return None;
             }
         }
@@ -343,44 +366,116 @@ impl Conn {
             self.phase = Phase::Send;
             return None;
         }
-        if self.peer_eof {
-            return Some(Flow::Close);
-        }
-        if !self.read_ready {
-            return Some(Flow::Wait);
-        }
-        match self.read(x, shared) {
-            Ok(0) => {
-                self.peer_eof = true;
-                if x.rpos < x.rend && x.skip.is_none() {
+        let Some(n) = self.read_some(x, shared) else { return Some(Flow::Wait) };
+        match n {
+            0 => {
+                if x.rpos < x.rend {
                     log::debug!("{}: closed in the middle of a request head", self.peer);
                 }
                 Some(Flow::Close)
             }
-            Ok(_) => {
+            _ => {
                 if self.phase == Phase::Idle {
                     self.phase = Phase::Head;
                     self.arm = Some(TimerKind::Header);
                 }
                 None
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.read_ready = false;
-                Some(Flow::Wait)
+        }
+    }
+
+    /// Starts on a complete, valid head: answer now, or read its body first.
+    fn start_request(&mut self, x: &mut Exchange, head: RequestHead, shared: &mut Shared) {
+        x.request = Some(head);
+        x.scanned = 0;
+        self.arm = Some(TimerKind::None);
+        self.keep_alive = head.keep_alive && !shared.draining;
+        let decoder = match head.body {
+            BodyLength::None => return self.dispatch(x, shared),
+            BodyLength::Fixed(n) if n > shared.config.max_body_bytes as u64 => {
+                // Refused before reading it; the lingering close drains what is sent anyway.
+                log::debug!("{}: request body of {n} bytes is too large", self.peer);
+                return self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
             }
-            Err(e) => {
-                log_io_error(self.peer, "reading", &e);
+            length => BodyDecoder::new(length),
+        };
+        x.decoder = decoder;
+        x.body.clear();
+        x.body_window = 0;
+        if head.expect_continue && head.minor_version == 1 {
+            prepare_write_buffer(x, &shared.config);
+            x.wbuf.extend_from_slice(CONTINUE);
+        }
+        self.phase = Phase::Body;
+        self.arm = Some(TimerKind::Body);
+    }
+
+    /// One step of `Body`: send a pending `100 Continue`, decode buffered body
+    /// bytes, or read.
+    fn read_body(&mut self, x: &mut Exchange, shared: &mut Shared) -> Option<Flow> {
+        if x.sending() {
+            // Responses coalesced before this request, then the interim 100, go first.
+            return match self.write_some(x, shared) {
+                Ok(true) => None,
+                Ok(false) => Some(Flow::Wait),
+                Err(flow) => Some(flow),
+            };
+        }
+        let start = x.head_end();
+        if start < x.rend as usize {
+            let Some(decoder) = &mut x.decoder else { return Some(Flow::Close) };
+            let input = &x.rbuf[start..x.rend as usize];
+            let step = match decoder.decode(input) {
+                Ok(step) => step,
+                Err(e) => {
+                    log::debug!("{}: bad request body: {}", self.peer, e.0);
+                    self.refuse(x, Status::BAD_REQUEST, shared);
+                    return None;
+                }
+            };
+            let data = &input[step.data.0..step.data.1];
+            if x.body.len() + data.len() > shared.config.max_body_bytes {
+                log::debug!("{}: chunked request body is too large", self.peer);
+                self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
+                return None;
+            }
+            x.body.extend_from_slice(data);
+            x.body_window += step.consumed as u64;
+            let done = decoder.is_done();
+            x.rbuf.copy_within(start + step.consumed..x.rend as usize, start);
+            x.rend -= step.consumed as u32;
+            if done {
+                x.decoder = None;
+                self.dispatch(x, shared);
+                return None;
+            }
+            if step.consumed > 0 {
+                return None;
+            }
+        }
+        let Some(n) = self.read_some(x, shared) else { return Some(Flow::Wait) };
+        match n {
+            0 => {
+                log::debug!("{}: closed in the middle of a request body", self.peer);
                 Some(Flow::Close)
             }
+            _ => None,
         }
     }
 
     /// Reads once into the read buffer (allocating it on first use), moving
-    /// unconsumed bytes to the front first. `Ok(0)` is EOF; a full buffer reads
-    /// nothing and reports `Ok(1)` so that the caller looks at it again.
-    fn read(&mut self, x: &mut Exchange, shared: &Shared) -> io::Result<usize> {
+    /// unconsumed bytes to the front first. Returns the byte count (0 at EOF or on
+    /// an error), or `None` when the read would block. A full buffer reads
+    /// nothing and reports 1 so that the caller looks at it again.
+    fn read_some(&mut self, x: &mut Exchange, shared: &Shared) -> Option<usize> {
+        if self.peer_eof {
+            return Some(0);
+        }
+        if !self.read_ready {
+            return None;
+        }
         if x.rbuf.is_empty() {
-            x.rbuf = vec![0; shared.config.max_header_bytes];
+            x.rbuf = vec![0; shared.config.max_header_bytes + BODY_READ_ROOM];
         }
         if x.rpos > 0 {
             x.rbuf.copy_within(x.rpos as usize..x.rend as usize, 0);
@@ -388,122 +483,145 @@ impl Conn {
             x.rpos = 0;
         }
         let Some(space) = x.rbuf.get_mut(x.rend as usize..).filter(|s| !s.is_empty()) else {
-            return Ok(1);
+            return Some(1);
         };
         loop {
             match self.stream.read(space) {
+                Ok(0) => {
+                    self.peer_eof = true;
+                    return Some(0);
+                }
                 Ok(n) => {
                     x.rend += n as u32;
-                    return Ok(n);
+                    return Some(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_ready = false;
+                    return None;
+                }
+                Err(e) => {
+                    log_io_error(self.peer, "reading", &e);
+                    return Some(0);
+                }
             }
         }
     }
 
     // ---- answering ----------------------------------------------------------------
 
-    /// Starts answering a complete, valid request head.
-    fn dispatch(&mut self, x: &mut Exchange, head: RequestHead, shared: &mut Shared) {
-        x.head_len = head.len as u32;
-        x.scanned = 0;
-        self.arm = Some(TimerKind::None);
-        self.keep_alive = head.keep_alive && !shared.draining;
-        if let Some(body) = BodyDecoder::new(head.body) {
-            // We answer without reading the body. A small one is skipped before the
-            // next request; a large one, or one the client waits for a 100 Continue
-            // to send, ends the connection (the lingering close drains it).
-            let large = matches!(head.body, parse::BodyLength::Fixed(n) if n > MAX_DISCARD);
-            if large || head.expect_continue {
-                self.keep_alive = false;
-                self.linger_wait = true;
+    /// Answers the current request, whose head and body are complete.
+    fn dispatch(&mut self, x: &mut Exchange, shared: &mut Shared) {
+        let Some(head) = x.request else { return };
+        let base = x.rpos as usize;
+        let target = (base + head.target.0, base + head.target.1);
+        let split = split_target(&x.rbuf[target.0..target.1]);
+        let decoded = split.is_some_and(|(path, _)| {
+            files::percent_decode(&x.rbuf[target.0 + path.0..target.0 + path.1], &mut shared.decoded).is_some()
+        });
+        let outcome = if head.method == Method::Other {
+            Err(Status::NOT_IMPLEMENTED)
+        } else if !decoded {
+            Err(Status::BAD_REQUEST)
+        } else {
+            Ok(())
+        };
+        let response = {
+            let mut req = build_request(x, &shared.decoded, decoded, self.peer);
+            match outcome {
+                Ok(()) => {
+                    let router = &shared.router;
+                    match catch_unwind(AssertUnwindSafe(|| router.respond(&mut req))) {
+                        Ok(response) => response,
+                        Err(_) => {
+                            log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
+                            shared.counters.handler_panics += 1;
+                            let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
+                            router.finish(&req, &mut response);
+                            response
+                        }
+                    }
+                }
+                Err(status) => {
+                    let mut response = Response::status(status);
+                    shared.router.finish(&req, &mut response);
+                    response
+                }
             }
-            x.skip = Some(body);
+        };
+        self.write_response(x, response, head.method == Method::Head, shared);
+    }
+
+    /// Answers with an error page and closes: a request that cannot be parsed, read
+    /// or waited for any longer. Middleware sees the response.
+    fn refuse(&mut self, x: &mut Exchange, status: Status, shared: &mut Shared) {
+        self.keep_alive = false;
+        self.linger_wait = true;
+        self.arm = Some(TimerKind::None);
+        x.decoder = None;
+        // A HEAD request gets no body even when the rest of its head is unusable.
+        let head_only = match x.request {
+            Some(head) => head.method == Method::Head,
+            None => x.input().starts_with(b"HEAD "),
+        };
+        if x.request.is_none() {
+            x.request = Some(RequestHead::UNPARSED);
+            x.spans.clear();
         }
+        let mut response = Response::status(status);
+        {
+            let req = build_request(x, &[], false, self.peer);
+            shared.router.finish(&req, &mut response);
+        }
+        self.write_response(x, response, head_only, shared);
+    }
+
+    /// Writes `response` into the write buffer and starts sending it.
+    fn write_response(&mut self, x: &mut Exchange, response: Response, head_only: bool, shared: &mut Shared) {
+        let (status, headers, body, close) = response.into_parts();
+        if close {
+            self.keep_alive = false;
+        }
+        let minor_version = x.request.map_or(1, |r| r.minor_version);
         let persistence = if !self.keep_alive {
             Persistence::Close
-        } else if head.minor_version == 0 {
+        } else if minor_version == 0 {
             Persistence::KeepAlive
         } else {
             Persistence::Default
         };
-        x.start_response(&head, shared);
-        let send_body = head.method != Method::Head;
-        match head.method {
-            Method::Get | Method::Head => self.serve_file(x, &head, persistence, send_body, shared),
-            Method::Other => x.page(Status::NOT_IMPLEMENTED, persistence, send_body, shared),
-            _ => {
-                x.head(Status::METHOD_NOT_ALLOWED, shared).header("Allow", b"GET, HEAD");
-                x.finish_page(Status::METHOD_NOT_ALLOWED, persistence, send_body);
+        prepare_write_buffer(x, &shared.config);
+        let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.value());
+        for (name, value) in &headers {
+            let name = name.as_str();
+            if is_managed_header(name) {
+                continue;
             }
+            if !value.is_valid() || !is_token(name) {
+                log::error!("{}: dropping invalid response header field {name:?}", self.peer);
+                continue;
+            }
+            w.header_parts(name, value.parts());
         }
-        self.phase = Phase::Send;
-    }
-
-    /// Answers GET/HEAD from the static files.
-    fn serve_file(
-        &mut self,
-        x: &mut Exchange,
-        head: &RequestHead,
-        persistence: Persistence,
-        send_body: bool,
-        shared: &mut Shared,
-    ) {
-        let base = x.rpos as usize;
-        let target = (base + head.target.0, base + head.target.1);
-        let Some((path, query)) = split_target(&x.rbuf[target.0..target.1]) else {
-            return x.page(Status::BAD_REQUEST, persistence, send_body, shared);
+        if status.allows_body() {
+            w.content_length(body.len());
+        }
+        w.finish(persistence);
+        x.out = match body {
+            _ if head_only || !status.allows_body() => Out::None,
+            Body::Empty => Out::None,
+            Body::Static(bytes) => Out::Static(bytes),
+            Body::Bytes(bytes) => Out::Bytes(bytes, 0),
+            Body::Page(status) => {
+                head::write_page(&mut x.wbuf, status);
+                Out::None
+            }
+            Body::File { file, offset, len } => Out::File { file, offset, left: len },
         };
-        let path = (target.0 + path.0, target.0 + path.1);
-        let query = query.map(|q| (target.0 + q.0, target.0 + q.1));
-        if files::percent_decode(&x.rbuf[path.0..path.1], &mut shared.decoded).is_none() {
-            return x.page(Status::BAD_REQUEST, persistence, send_body, shared);
+        if let Err(e) = fill(x) {
+            log::error!("{}: reading the response body: {e}", self.peer);
+            self.keep_alive = false;
         }
-        if shared.decoded.is_empty() {
-            shared.decoded.push(b'/');
-        }
-        match shared.files.resolve(&shared.decoded, &mut shared.path) {
-            Ok(Found::File(file)) => {
-                x.head(Status::OK, shared)
-                    .content_type(file.mime, file.text)
-                    .content_length(file.len)
-                    .finish(persistence);
-                x.set_response(Status::OK, if send_body { file.len } else { 0 });
-                if send_body && file.len > 0 {
-                    x.file = Some(FileBody { file: file.file, offset: 0, left: file.len });
-                    if let Err(e) = x.fill_from_file() {
-                        log::error!("{}: reading {:?}: {e}", self.peer, String::from_utf8_lossy(&shared.path));
-                        self.keep_alive = false;
-                    }
-                }
-            }
-            Ok(Found::AddSlash) => {
-                // The query is copied verbatim: httparse admits no CR, LF or spaces in it.
-                let query = query.map(|q| &x.rbuf[q.0..q.1]);
-                HeadWriter::new(&mut x.wbuf, Status::MOVED_PERMANENTLY, shared.date.value())
-                    .location(&shared.path, query);
-                x.finish_page(Status::MOVED_PERMANENTLY, persistence, send_body);
-            }
-            Err(e) => {
-                if let files::FileError::Io(io) = &e {
-                    log::error!("{}: opening {:?}: {io}", self.peer, String::from_utf8_lossy(&shared.path));
-                }
-                x.page(e.status(), persistence, send_body, shared);
-            }
-        }
-    }
-
-    /// Answers a request that cannot be parsed or waited for any longer, then closes.
-    fn fail(&mut self, x: &mut Exchange, status: Status, shared: &mut Shared) {
-        self.keep_alive = false;
-        self.linger_wait = true;
-        self.arm = Some(TimerKind::None);
-        x.head_len = 0;
-        // A HEAD request gets no body even when the rest of its head is unusable.
-        let send_body = !x.input().starts_with(b"HEAD ");
-        x.start_response(&RequestHead::UNPARSED, shared);
-        x.page(status, Persistence::Close, send_body, shared);
         self.phase = Phase::Send;
     }
 
@@ -517,69 +635,89 @@ impl Conn {
         budget: &mut usize,
         progressed: &mut bool,
     ) -> Option<Flow> {
-        if x.file.is_none()
+        if matches!(x.out, Out::None)
             && self.keep_alive
-            && x.current.is_some()
+            && x.request.is_some()
             && x.wbuf.len() - x.wpos as usize <= x.wbuf.capacity() / 2
-            && x.next_request_buffered()
+            && next_request_buffered(x)
         {
             // Answer the next pipelined request into the same buffer: one write for the batch.
             self.finish_request(x, shared);
             return None;
         }
         while x.sending() {
-            if x.wpos as usize == x.wbuf.len() {
-                x.wbuf.clear();
-                x.wpos = 0;
-                if let Err(e) = x.fill_from_file() {
-                    log::error!("{}: reading file body: {e}", self.peer);
-                    return Some(Flow::Close);
-                }
-                continue;
-            }
-            if !self.write_ready {
-                if *progressed || self.link.armed().0 != TimerKind::Send {
-                    self.arm = Some(TimerKind::Send);
-                }
-                return Some(Flow::Wait);
-            }
-            if *budget == 0 {
+            if *budget == 0 && self.write_ready {
                 return Some(Flow::Yield);
             }
-            match self.stream.write(&x.wbuf[x.wpos as usize..]) {
-                Ok(n) => {
-                    x.wpos += n as u32;
-                    *budget = budget.saturating_sub(n);
-                    *progressed = true;
+            let before = shared.counters.bytes_sent;
+            match self.write_some(x, shared) {
+                Ok(true) => {
+                    let sent = (shared.counters.bytes_sent - before) as usize;
+                    *budget = budget.saturating_sub(sent);
+                    *progressed |= sent > 0;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_ready = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log_io_error(self.peer, "writing", &e);
-                    return Some(Flow::Close);
+                Ok(false) => {
+                    if *progressed || self.link.armed().0 != TimerKind::Send {
+                        self.arm = Some(TimerKind::Send);
+                    }
+                    return Some(Flow::Wait);
                 }
+                Err(flow) => return Some(flow),
             }
         }
         self.finish_request(x, shared);
         None
     }
 
-    /// The current request is answered (or queued): log it and move to the next phase.
-    fn finish_request(&mut self, x: &mut Exchange, shared: &mut Shared) {
-        if let Some(current) = x.current.take() {
-            shared.requests += 1;
-            self.log(x, &current, current.bytes, shared);
+    /// Makes one step of output: refills the write buffer or writes it once.
+    /// `Ok(false)` when the socket would block.
+    fn write_some(&mut self, x: &mut Exchange, shared: &mut Shared) -> Result<bool, Flow> {
+        if x.wpos as usize == x.wbuf.len() {
+            x.wbuf.clear();
+            x.wpos = 0;
+            if let Err(e) = fill(x) {
+                log::error!("{}: reading the response body: {e}", self.peer);
+                return Err(Flow::Close);
+            }
+            return Ok(true);
         }
-        x.rpos += x.head_len;
-        x.head_len = 0;
+        if !self.write_ready {
+            return Ok(false);
+        }
+        match self.stream.write(&x.wbuf[x.wpos as usize..]) {
+            Ok(n) => {
+                x.wpos += n as u32;
+                shared.counters.bytes_sent += n as u64;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.write_ready = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => {
+                log_io_error(self.peer, "writing", &e);
+                Err(Flow::Close)
+            }
+        }
+    }
+
+    /// The current request is answered (or queued): move to the next phase.
+    fn finish_request(&mut self, x: &mut Exchange, shared: &mut Shared) {
+        if let Some(head) = x.request.take() {
+            shared.counters.requests += 1;
+            x.rpos += head.len as u32;
+        }
         x.scanned = 0;
+        x.spans.clear();
+        x.body.clear();
         if !self.keep_alive {
             if !x.sending() {
                 self.phase = Phase::Linger;
             }
             return;
         }
-        if x.rpos < x.rend || x.skip.is_some() {
+        if x.rpos < x.rend {
             self.phase = Phase::Head;
             self.arm = Some(TimerKind::Header);
         } else {
@@ -594,7 +732,7 @@ impl Conn {
     fn linger(&mut self, x: &mut Exchange) -> Option<Flow> {
         x.rpos = 0;
         x.rend = 0;
-        x.skip = None;
+        x.request = None;
         if self.peer_eof {
             return Some(Flow::Close);
         }
@@ -624,127 +762,113 @@ impl Conn {
         }
         Some(Flow::Wait)
     }
+}
 
-    /// Logs an unfinished request of a connection that is being closed.
-    fn log_aborted(&self, x: &mut Exchange, shared: &Shared) {
-        if let Some(current) = x.current.take() {
-            let unsent = (x.wbuf.len() - x.wpos as usize) as u64 + x.file.as_ref().map_or(0, |f| f.left);
-            self.log(x, &current, current.bytes.saturating_sub(unsent), shared);
-        }
-    }
-
-    fn log(&self, x: &Exchange, current: &Current, bytes: u64, shared: &Shared) {
-        if !access_log::enabled() {
-            return;
-        }
-        let base = x.rpos as usize;
-        let slice = |(a, b): (u32, u32)| x.rbuf.get(base + a as usize..base + b as usize).unwrap_or(b"");
-        access_log::Entry {
-            peer: self.peer,
-            method: slice(current.method),
-            target: slice(current.target),
-            minor_version: current.minor_version,
-            status: current.status,
-            bytes,
-            micros: shared.clock.peek_us().saturating_sub(current.started_us),
-        }
-        .log();
+/// Makes sure the write buffer is allocated.
+fn prepare_write_buffer(x: &mut Exchange, config: &Config) {
+    if x.wbuf.capacity() == 0 {
+        x.wbuf = Vec::with_capacity(config.write_buffer_bytes);
     }
 }
 
-impl Exchange {
-    /// Opens the response to `head`: the write buffer is ready and the request recorded.
-    fn start_response(&mut self, head: &RequestHead, shared: &Shared) {
-        if self.wbuf.capacity() == 0 {
-            self.wbuf = Vec::with_capacity(shared.config.write_buffer_bytes);
+/// Appends as much of the pending response body as fits in the write buffer.
+fn fill(x: &mut Exchange) -> io::Result<()> {
+    let room = x.wbuf.capacity() - x.wbuf.len();
+    match &mut x.out {
+        Out::None => {}
+        Out::Static(bytes) => {
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            x.wbuf.extend_from_slice(now);
+            x.out = if rest.is_empty() { Out::None } else { Out::Static(rest) };
         }
-        self.current = Some(Current {
-            method: (head.method_span.0 as u32, head.method_span.1 as u32),
-            target: (head.target.0 as u32, head.target.1 as u32),
-            minor_version: head.minor_version,
-            status: 0,
-            bytes: self.wbuf.len() as u64,
-            started_us: shared.clock.now_us(),
-        });
-    }
-
-    /// Starts a response head in the write buffer.
-    fn head(&mut self, status: Status, shared: &Shared) -> HeadWriter<'_> {
-        HeadWriter::new(&mut self.wbuf, status, shared.date.value())
-    }
-
-    /// A complete built-in page response.
-    fn page(&mut self, status: Status, persistence: Persistence, send_body: bool, shared: &Shared) {
-        self.head(status, shared);
-        self.finish_page(status, persistence, send_body);
-    }
-
-    /// Ends a head already started with the page's headers, then the page itself.
-    fn finish_page(&mut self, status: Status, persistence: Persistence, send_body: bool) {
-        let len = response::page_len(status);
-        HeadWriter::resume(&mut self.wbuf).content_type("text/html", true).content_length(len).finish(persistence);
-        self.set_response(status, if send_body { len } else { 0 });
-        if send_body {
-            response::write_page(&mut self.wbuf, status);
-        }
-    }
-
-    /// Records status and total length of the current response, whose head has just
-    /// been finished (until now `bytes` held where in the write buffer it started).
-    fn set_response(&mut self, status: Status, body: u64) {
-        let written = self.wbuf.len() as u64;
-        if let Some(c) = &mut self.current {
-            c.status = status.code();
-            c.bytes = written.saturating_sub(c.bytes) + body;
-        }
-    }
-
-    /// Appends as much of the file body as fits in the write buffer.
-    fn fill_from_file(&mut self) -> io::Result<()> {
-        let Some(body) = &mut self.file else { return Ok(()) };
-        let start = self.wbuf.len();
-        let room = self.wbuf.capacity() - start;
-        let want = usize::try_from(body.left).unwrap_or(usize::MAX).min(room);
-        if want == 0 {
-            return Ok(());
-        }
-        self.wbuf.resize(start + want, 0);
-        let mut got = 0;
-        while got < want {
-            match body.file.read_at(&mut self.wbuf[start + got..], body.offset) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    body.offset += n as u64;
-                    body.left -= n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.wbuf.truncate(start + got);
-                    self.file = None;
-                    return Err(e);
-                }
+        Out::Bytes(bytes, pos) => {
+            let end = (*pos + room).min(bytes.len());
+            x.wbuf.extend_from_slice(&bytes[*pos..end]);
+            *pos = end;
+            if end == bytes.len() {
+                x.out = Out::None;
             }
         }
-        self.wbuf.truncate(start + got);
-        if got < want {
-            self.file = None;
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
+        Out::File { file, offset, left } => {
+            let start = x.wbuf.len();
+            let want = usize::try_from(*left).unwrap_or(usize::MAX).min(room);
+            x.wbuf.resize(start + want, 0);
+            let mut got = 0;
+            let result = loop {
+                if got == want {
+                    break Ok(());
+                }
+                match file.read_at(&mut x.wbuf[start + got..], *offset) {
+                    Ok(0) => break Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
+                    Ok(n) => {
+                        got += n;
+                        *offset += n as u64;
+                        *left -= n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            x.wbuf.truncate(start + got);
+            if result.is_err() || *left == 0 {
+                x.out = Out::None;
+            }
+            return result;
         }
-        if body.left == 0 {
-            self.file = None;
-        }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Whether another complete head follows the current one in the read buffer
-    /// (and no body of the current one stands in between).
-    fn next_request_buffered(&self) -> bool {
-        let next = (self.rpos + self.head_len) as usize;
-        self.skip.is_none_or(|s| s.is_done())
-            && next < self.rend as usize
-            && parse::find_head_end(&self.rbuf[next..self.rend as usize], 0).is_some()
+/// Whether another complete head follows the current request in the read buffer.
+fn next_request_buffered(x: &Exchange) -> bool {
+    let next = x.head_end();
+    next < x.rend as usize && parse::find_head_end(&x.rbuf[next..x.rend as usize], 0).is_some()
+}
+
+/// The handler's view of the current request. `decoded` holds the decoded path
+/// when `decoded_ok`; otherwise the raw path is used.
+fn build_request<'a>(x: &'a Exchange, decoded: &'a [u8], decoded_ok: bool, peer: SocketAddr) -> Request<'a> {
+    let head = x.request.unwrap_or(RequestHead::UNPARSED);
+    let base = x.rpos as usize;
+    let text = |(a, b): (usize, usize)| {
+        x.rbuf.get(base + a..base + b).and_then(|s| std::str::from_utf8(s).ok()).unwrap_or_default()
+    };
+    let target = text(head.target);
+    let (raw_path, query) = match split_target(target.as_bytes()) {
+        Some((p, q)) => (&target[p.0..p.1], q.map(|q| &target[q.0..q.1])),
+        None => (target, None),
+    };
+    let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
+    let (path, path_bytes) = match std::str::from_utf8(decoded) {
+        Ok(p) if decoded_ok && !p.is_empty() => (p, decoded),
+        Ok(_) if decoded_ok && decoded.is_empty() => ("/", &b"/"[..]),
+        _ if decoded_ok => (raw_path, decoded),
+        _ => (raw_path, raw_path.as_bytes()),
+    };
+    Request {
+        method: head.method,
+        method_str: text(head.method_span),
+        target,
+        path,
+        path_bytes,
+        query,
+        version: if head.minor_version == 0 { Version::Http10 } else { Version::Http11 },
+        headers: Headers::new(x.rbuf.get(base..).unwrap_or_default(), &x.spans),
+        peer,
+        body: &x.body,
+        params: Params::default(),
+        mount_len: 0,
     }
+}
+
+/// Response header fields the connection writes itself.
+fn is_managed_header(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|m| name.eq_ignore_ascii_case(m))
+}
+
+/// Whether `name` is a valid header field name (an RFC 9110 token).
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A range of a byte slice.

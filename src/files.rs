@@ -7,6 +7,7 @@
 //! (old kernels, some seccomp profiles) the opened file's real path is checked
 //! against the root's instead.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
@@ -14,6 +15,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::request::{Method, Request};
+use crate::response::{Body, HeaderValue, Response};
+use crate::router::Handler;
 use crate::status::Status;
 
 /// Why a path could not be served.
@@ -71,17 +75,64 @@ pub(crate) enum Found {
     AddSlash,
 }
 
-/// The static-file tree served from one root directory.
+/// The handler serving the files under one root directory: GET and HEAD of
+/// regular files, `index.html` for directories, 301 to add a directory's
+/// trailing slash, 403/404 for what may not or cannot be served, and 405 with
+/// `Allow: GET, HEAD` for other methods. Mount it with
+/// [`Router::mount`](crate::Router::mount) or [`Router::fallback`](crate::Router::fallback);
+/// it serves [`Request::mounted_path_bytes`].
 #[derive(Debug)]
-pub(crate) struct StaticFiles {
+pub struct StaticFiles {
     root: OwnedFd,
     root_path: PathBuf,
     beneath: bool,
+    /// Reused for normalised paths.
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, req: &Request<'_>) -> Response {
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        match self.resolve(req.mounted_path_bytes(), &mut scratch) {
+            Ok(Found::File(f)) => Response::new(Status::OK)
+                .with_header("Content-Type", HeaderValue::mime(f.mime, f.text))
+                .with_body(Body::File { file: f.file, offset: 0, len: f.len }),
+            Ok(Found::AddSlash) => {
+                let prefix = &req.path_bytes()[..req.path_bytes().len() - req.mounted_path_bytes().len()];
+                let mut location = String::with_capacity(prefix.len() + scratch.len() + 8);
+                push_encoded(&mut location, prefix);
+                location.push('/');
+                push_encoded(&mut location, &scratch);
+                if !scratch.is_empty() {
+                    location.push('/');
+                }
+                if let Some(query) = req.query() {
+                    location.push('?');
+                    location.push_str(query);
+                }
+                Response::status(Status::MOVED_PERMANENTLY).with_header("Location", location)
+            }
+            Err(e) => {
+                if let FileError::Io(io) = &e {
+                    log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch));
+                }
+                Response::status(e.status())
+            }
+        }
+    }
 }
 
 impl StaticFiles {
-    /// Opens `root`, which must be a directory.
-    pub(crate) fn open(root: &Path) -> io::Result<StaticFiles> {
+    /// Serves the directory `root`, which must exist.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
+        let root = root.as_ref();
+        StaticFiles::open(root).map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", root.display())))
+    }
+
+    fn open(root: &Path) -> io::Result<StaticFiles> {
         let root_path = root.canonicalize()?;
         let c_root = cstring(root_path.as_os_str().as_bytes())?;
         // SAFETY: c_root is NUL-terminated; the returned descriptor is checked.
@@ -91,7 +142,7 @@ impl StaticFiles {
         }
         // SAFETY: fd is a freshly opened descriptor we own.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut files = StaticFiles { root, root_path, beneath: true };
+        let mut files = StaticFiles { root, root_path, beneath: true, scratch: RefCell::new(Vec::new()) };
         files.beneath = match files.open_beneath(c".") {
             Ok(_) => true,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -104,7 +155,7 @@ impl StaticFiles {
     }
 
     /// The canonical root directory.
-    pub(crate) fn root(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         &self.root_path
     }
 
@@ -253,9 +304,18 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// Whether `b` may appear unescaped in a URL path we generate.
-pub(crate) fn is_path_safe(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b)
+/// Appends `bytes` to `out`, percent-encoding what may not appear in a URL path.
+fn push_encoded(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 /// The media type for a file name, and whether it is text.
@@ -305,6 +365,13 @@ mod tests {
         assert_eq!(out, b"/a b/c%2e");
         assert!(percent_decode(b"/%zz", &mut out).is_none());
         assert!(percent_decode(b"/%2", &mut out).is_none());
+    }
+
+    #[test]
+    fn encodes_paths() {
+        let mut s = String::new();
+        push_encoded(&mut s, "a b/é?#%".as_bytes());
+        assert_eq!(s, "a%20b/%C3%A9%3F%23%25");
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! spindle: a single-threaded, event-loop HTTP/1.1 static-file server on mio.
+//! spindle: a single-threaded, event-loop HTTP/1.1 server on mio.
 //!
-//! One [`Server`] serves the files under [`Config::root`] to any number of
-//! clients from one thread. It does not own the event loop: a program that
-//! already runs a `mio::Poll` registers the server on it and forwards events
-//! (see [`Server`]); others use [`EventLoop`], which owns a `Poll` and runs one.
+//! A [`Server`] answers any number of clients from one thread with a [`Router`]:
+//! handlers keyed by method and path, handlers mounted under a prefix (such as
+//! [`StaticFiles`]), and [`Middleware`] around them (such as [`AccessLog`]). It
+//! does not own the event loop: a program that already runs a `mio::Poll`
+//! registers the server on it and forwards events (see [`Server`]); others use
+//! [`run`] or [`EventLoop`], which own a `Poll`.
+//!
+//! Handlers and middleware run on the loop thread and must not block.
 //!
 //! ```no_run
-//! use spindle::{Config, Control, EventLoop, Server};
+//! use spindle::{AccessLog, Config, LogFormat, Response, Router, Server, StaticFiles};
 //!
-//! let mut server = Server::new(Config { root: "www".into(), ..Config::default() })?;
+//! let router = Router::new()
+//!     .get("/health", |_req: &spindle::Request<'_>| Response::json(r#"{"status":"ok"}"#))
+//!     .fallback(StaticFiles::new("www")?)
+//!     .wrap(AccessLog::new(LogFormat::Common));
+//! let mut server = Server::new(Config::default(), router);
 //! server.bind("127.0.0.1:8080".parse().unwrap())?;
-//! EventLoop::new(server)?.run(|_foreign_event| Control::Continue)?;
+//! spindle::run(server)?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -22,18 +30,27 @@ mod config;
 mod conn;
 mod date;
 mod files;
+mod head;
+mod middleware;
 mod parse;
 mod pool;
+mod request;
 mod response;
+mod router;
 mod run;
 mod server;
 mod status;
 mod timer;
 
-pub use access_log::TARGET as ACCESS_LOG_TARGET;
+pub use access_log::{AccessLog, LogFormat, TARGET as ACCESS_LOG_TARGET};
 pub use config::Config;
-pub use run::{Control, EventLoop, SERVER_FIRST_TOKEN};
-pub use server::{Server, TOKEN_SPAN};
+pub use files::StaticFiles;
+pub use middleware::{Middleware, SetHeaders};
+pub use request::{Headers, Method, Request, Version};
+pub use response::{Body, HeaderName, HeaderValue, Response};
+pub use router::{Handler, Router};
+pub use run::{run, Control, EventLoop, SERVER_FIRST_TOKEN};
+pub use server::{Server, Stats, TOKEN_SPAN};
 pub use status::Status;
 
 /// Internal functions exposed for the benchmarks in `benches/`; not a stable API.
@@ -41,15 +58,15 @@ pub use status::Status;
 pub mod bench_api {
     /// Parses a request head; returns its length when complete and valid.
     pub fn parse_head(buf: &[u8]) -> Option<usize> {
-        crate::parse::parse_head(buf, 8192).ok().flatten().map(|h| h.len)
+        crate::parse::parse_head(buf, 8192, &mut Vec::new()).ok().flatten().map(|h| h.len)
     }
 
     /// Writes a typical 200 response head for a file into `buf`.
     pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8], len: u64) {
-        crate::response::HeadWriter::new(buf, crate::Status::OK, date)
+        crate::head::HeadWriter::new(buf, crate::Status::OK, date)
             .content_type("text/html", true)
             .content_length(len)
-            .finish(crate::response::Persistence::Default);
+            .finish(crate::head::Persistence::Default);
     }
 
     /// Percent-decodes and normalises a request path into `out`; false when refused.

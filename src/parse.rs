@@ -3,52 +3,11 @@
 //! Pure functions over byte slices; no socket I/O and no allocation. The parsed
 //! [`RequestHead`] refers to the buffer by offsets so it can outlive the borrow.
 
+use crate::request::{HeaderSpan, Method};
 use crate::status::Status;
 
 /// Most header fields accepted in one request head.
 pub(crate) const MAX_HEADERS: usize = 100;
-
-/// A request method, as far as spindle distinguishes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// GET
-    Get,
-    /// HEAD
-    Head,
-    /// POST
-    Post,
-    /// PUT
-    Put,
-    /// DELETE
-    Delete,
-    /// OPTIONS
-    Options,
-    /// TRACE
-    Trace,
-    /// CONNECT
-    Connect,
-    /// PATCH
-    Patch,
-    /// Any other method token.
-    Other,
-}
-
-impl Method {
-    fn from_token(token: &str) -> Method {
-        match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "OPTIONS" => Method::Options,
-            "TRACE" => Method::Trace,
-            "CONNECT" => Method::Connect,
-            "PATCH" => Method::Patch,
-            _ => Method::Other,
-        }
-    }
-}
 
 /// How the request body (if any) is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,11 +102,16 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Parses the head at the start of `buf`.
+/// Parses the head at the start of `buf`, recording where each header field lies
+/// in `spans` (cleared first).
 ///
 /// `Ok(None)` means incomplete: read more, unless `buf` is already `max_len` long,
 /// in which case [`incomplete_error`] says what to answer.
-pub(crate) fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, HeadError> {
+pub(crate) fn parse_head(
+    buf: &[u8],
+    max_len: usize,
+    spans: &mut Vec<HeaderSpan>,
+) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -182,6 +146,12 @@ pub(crate) fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<RequestHea
         return Err(HeadError::Malformed("empty request target"));
     }
     apply_headers(&mut head, req.headers)?;
+    spans.clear();
+    spans.extend(req.headers.iter().map(|h| {
+        let name = span(buf, h.name.as_bytes());
+        let value = span(buf, h.value);
+        HeaderSpan { name: (name.0 as u32, name.1 as u32), value: (value.0 as u32, value.1 as u32) }
+    }));
     Ok(Some(head))
 }
 
@@ -315,14 +285,14 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> RequestHead {
-        match parse_head(raw.as_bytes(), 8192) {
+        match parse_head(raw.as_bytes(), 8192, &mut Vec::new()) {
             Ok(Some(h)) => h,
             other => panic!("{raw:?} -> {other:?}"),
         }
     }
 
     fn err(raw: &str) -> HeadError {
-        match parse_head(raw.as_bytes(), 8192) {
+        match parse_head(raw.as_bytes(), 8192, &mut Vec::new()) {
             Err(e) => e,
             other => panic!("{raw:?} -> {other:?}"),
         }
@@ -392,9 +362,9 @@ mod tests {
     #[test]
     fn limits() {
         let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
-        assert_eq!(parse_head(long.as_bytes(), 64), Err(HeadError::UriTooLong));
+        assert_eq!(parse_head(long.as_bytes(), 64, &mut Vec::new()), Err(HeadError::UriTooLong));
         let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(100));
-        assert_eq!(parse_head(big.as_bytes(), 64), Err(HeadError::TooLarge));
+        assert_eq!(parse_head(big.as_bytes(), 64, &mut Vec::new()), Err(HeadError::TooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: y\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
         assert_eq!(err(&many), HeadError::TooManyHeaders);
@@ -410,7 +380,7 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
         for cut in 0..raw.len() {
             let partial = &raw[..cut];
-            let complete = matches!(parse_head(partial, 8192), Ok(Some(_)));
+            let complete = matches!(parse_head(partial, 8192, &mut Vec::new()), Ok(Some(_)));
             assert!(!complete || find_head_end(partial, 0).is_some(), "cut {cut}");
         }
     }

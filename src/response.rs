@@ -1,134 +1,274 @@
-//! Response heads and built-in pages, written straight into a connection's
-//! pooled write buffer. Pure byte formatting: no I/O, no allocation beyond the
-//! buffer's fixed capacity.
+//! The response a handler returns: status, header fields and a body that is
+//! empty, bytes, or a file to stream.
+//!
+//! The server adds `Server`, `Date`, `Content-Length` and `Connection` itself;
+//! fields a handler sets with those names are ignored.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use crate::status::Status;
 
-/// The `Server` header value.
-pub(crate) const SERVER: &[u8] = concat!("spindle/", env!("CARGO_PKG_VERSION")).as_bytes();
+/// A header field value (or name). Cheap to build from a `&'static str`, a
+/// `String`, or an `Arc<str>` shared by many responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderValue(Repr);
 
-/// How the response's `Connection` header reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Persistence {
-    /// HTTP/1.1 default: no header.
-    Default,
-    /// `Connection: keep-alive` (an HTTP/1.0 client that asked for it).
-    KeepAlive,
-    /// `Connection: close`.
-    Close,
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Repr {
+    Static(&'static str),
+    Owned(String),
+    Shared(Arc<str>),
+    /// A media type followed by `; charset=utf-8`.
+    TextMime(&'static str),
 }
 
-/// Writes one response head into a buffer.
-pub(crate) struct HeadWriter<'a> {
-    buf: &'a mut Vec<u8>,
+impl HeaderValue {
+    /// `mime`, with `; charset=utf-8` appended when `text`.
+    pub(crate) fn mime(mime: &'static str, text: bool) -> HeaderValue {
+        HeaderValue(if text { Repr::TextMime(mime) } else { Repr::Static(mime) })
+    }
+
+    /// The text, without the charset suffix of a media type.
+    pub(crate) fn as_str(&self) -> &str {
+        self.parts()[0]
+    }
+
+    /// The value's parts, to be written one after the other.
+    pub(crate) fn parts(&self) -> [&str; 2] {
+        match &self.0 {
+            Repr::Static(s) => [s, ""],
+            Repr::Owned(s) => [s, ""],
+            Repr::Shared(s) => [s, ""],
+            Repr::TextMime(m) => [m, "; charset=utf-8"],
+        }
+    }
+
+    /// Whether the value may be written into a head (no CR, LF or NUL).
+    pub(crate) fn is_valid(&self) -> bool {
+        self.parts().iter().all(|p| !p.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
+    }
 }
 
-impl<'a> HeadWriter<'a> {
-    /// Starts a head with the status line and the `Server` and `Date` headers.
-    pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, date: &[u8]) -> HeadWriter<'a> {
-        buf.extend_from_slice(b"HTTP/1.1 ");
-        let mut code = itoa::Buffer::new();
-        buf.extend_from_slice(code.format(status.code()).as_bytes());
-        buf.push(b' ');
-        buf.extend_from_slice(status.reason().as_bytes());
-        buf.extend_from_slice(b"\r\nServer: ");
-        buf.extend_from_slice(SERVER);
-        buf.extend_from_slice(b"\r\nDate: ");
-        buf.extend_from_slice(date);
-        buf.extend_from_slice(b"\r\n");
-        HeadWriter { buf }
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b] = self.parts();
+        f.write_str(a)?;
+        f.write_str(b)
+    }
+}
+
+impl From<&'static str> for HeaderValue {
+    fn from(s: &'static str) -> HeaderValue {
+        HeaderValue(Repr::Static(s))
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> HeaderValue {
+        HeaderValue(Repr::Owned(s))
+    }
+}
+
+impl From<Arc<str>> for HeaderValue {
+    fn from(s: Arc<str>) -> HeaderValue {
+        HeaderValue(Repr::Shared(s))
+    }
+}
+
+/// A header field name: the same cheap text type as values.
+pub type HeaderName = HeaderValue;
+
+/// The body of a [`Response`].
+#[derive(Debug, Default)]
+pub enum Body {
+    /// No body.
+    #[default]
+    Empty,
+    /// Bytes that live for the whole program.
+    Static(&'static [u8]),
+    /// Bytes owned by the response.
+    Bytes(Vec<u8>),
+    /// The server's small built-in HTML page for a status (see [`Response::status`]).
+    Page(Status),
+    /// `len` bytes of `file` from `offset`, streamed in bounded chunks.
+    File {
+        /// The open file.
+        file: File,
+        /// Where the body starts in the file.
+        offset: u64,
+        /// How many bytes are sent.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Static(b) => b.len() as u64,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Page(status) => crate::head::page_len(*status),
+            Body::File { len, .. } => *len,
+        }
     }
 
-    /// Continues a head already started in `buf` with [`new`](HeadWriter::new).
-    pub(crate) fn resume(buf: &'a mut Vec<u8>) -> HeadWriter<'a> {
-        HeadWriter { buf }
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The header fields of a response, kept inline for the usual few.
+pub(crate) type HeaderFields = SmallVec<[(HeaderName, HeaderValue); 4]>;
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    status: Status,
+    headers: HeaderFields,
+    body: Body,
+    /// Close the connection after this response.
+    close: bool,
+}
+
+impl Response {
+    /// A response with `status`, no header fields and an empty body.
+    pub fn new(status: Status) -> Response {
+        Response { status, headers: SmallVec::new(), body: Body::Empty, close: false }
     }
 
-    /// Adds a header; `value` must not contain CR or LF.
-    pub(crate) fn header(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n'));
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b": ");
-        self.buf.extend_from_slice(value);
-        self.buf.extend_from_slice(b"\r\n");
+    /// 200 with a `text/plain; charset=utf-8` body.
+    pub fn text(body: impl Into<String>) -> Response {
+        Response::new(Status::OK)
+            .with_header("Content-Type", HeaderValue::mime("text/plain", true))
+            .with_body(Body::Bytes(body.into().into_bytes()))
+    }
+
+    /// 200 with a `text/html; charset=utf-8` body.
+    pub fn html(body: impl Into<String>) -> Response {
+        Response::new(Status::OK)
+            .with_header("Content-Type", HeaderValue::mime("text/html", true))
+            .with_body(Body::Bytes(body.into().into_bytes()))
+    }
+
+    /// 200 with an `application/json` body (the caller supplies valid JSON).
+    pub fn json(body: impl Into<String>) -> Response {
+        Response::new(Status::OK)
+            .with_header("Content-Type", HeaderValue::mime("application/json", false))
+            .with_body(Body::Bytes(body.into().into_bytes()))
+    }
+
+    /// `status` with the server's small built-in HTML page as its body.
+    pub fn status(status: Status) -> Response {
+        Response::new(status)
+            .with_header("Content-Type", HeaderValue::mime("text/html", true))
+            .with_body(Body::Page(status))
+    }
+
+    /// 200 streaming all of `file` (its length is read from its metadata).
+    pub fn file(file: File) -> io::Result<Response> {
+        let len = file.metadata()?.len();
+        Ok(Response::new(Status::OK).with_body(Body::File { file, offset: 0, len }))
+    }
+
+    /// The status.
+    pub fn status_code(&self) -> Status {
+        self.status
+    }
+
+    /// Changes the status.
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+    }
+
+    /// Sets header `name` to `value`, replacing fields of that name (any case).
+    pub fn set_header(&mut self, name: impl Into<HeaderName>, value: impl Into<HeaderValue>) {
+        let name = name.into();
+        self.headers.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name.as_str()));
+        self.headers.push((name, value.into()));
+    }
+
+    /// Adds a field `name: value`, keeping existing fields of that name.
+    pub fn append_header(&mut self, name: impl Into<HeaderName>, value: impl Into<HeaderValue>) {
+        self.headers.push((name.into(), value.into()));
+    }
+
+    /// Builder form of [`set_header`](Response::set_header).
+    pub fn with_header(mut self, name: impl Into<HeaderName>, value: impl Into<HeaderValue>) -> Response {
+        self.set_header(name, value);
         self
     }
 
-    /// Adds `Content-Type`, with `; charset=utf-8` for text.
-    pub(crate) fn content_type(&mut self, mime: &str, text: bool) -> &mut Self {
-        self.buf.extend_from_slice(b"Content-Type: ");
-        self.buf.extend_from_slice(mime.as_bytes());
-        if text {
-            self.buf.extend_from_slice(b"; charset=utf-8");
-        }
-        self.buf.extend_from_slice(b"\r\n");
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+
+    /// Whether a field called `name` (any case) is set.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
+    /// All header fields, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
         self
     }
 
-    /// Adds `Content-Length`.
-    pub(crate) fn content_length(&mut self, len: u64) -> &mut Self {
-        let mut n = itoa::Buffer::new();
-        self.header("Content-Length", n.format(len).as_bytes())
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
     }
 
-    /// Adds a `Location` made of `/`, `path` percent-encoded, a `/`, and `?query` if
-    /// given (`query` must already be valid URI characters).
-    pub(crate) fn location(&mut self, path: &[u8], query: Option<&[u8]>) -> &mut Self {
-        self.buf.extend_from_slice(b"Location: /");
-        for &b in path {
-            if crate::files::is_path_safe(b) {
-                self.buf.push(b);
-            } else {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                self.buf.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-        }
-        if !path.is_empty() {
-            self.buf.push(b'/');
-        }
-        if let Some(query) = query {
-            self.buf.push(b'?');
-            self.buf.extend_from_slice(query);
-        }
-        self.buf.extend_from_slice(b"\r\n");
+    /// Asks the server to close the connection after this response.
+    pub fn with_close(mut self) -> Response {
+        self.close = true;
         self
     }
 
-    /// Ends the head, adding the `Connection` header `persistence` calls for.
-    pub(crate) fn finish(&mut self, persistence: Persistence) {
-        match persistence {
-            Persistence::Default => {}
-            Persistence::KeepAlive => self.buf.extend_from_slice(b"Connection: keep-alive\r\n"),
-            Persistence::Close => self.buf.extend_from_slice(b"Connection: close\r\n"),
-        }
-        self.buf.extend_from_slice(b"\r\n");
+    /// Whether the connection closes after this response.
+    pub fn closes(&self) -> bool {
+        self.close
+    }
+
+    pub(crate) fn into_parts(self) -> (Status, HeaderFields, Body, bool) {
+        (self.status, self.headers, self.body, self.close)
     }
 }
 
-const PAGE_START: &[u8] = b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>";
-const PAGE_MIDDLE: &[u8] = b"</title></head>\n<body><h1>";
-const PAGE_END: &[u8] = b"</h1><hr><p>spindle</p></body></html>\n";
-
-fn page_title(buf: &mut Vec<u8>, status: Status) {
-    let mut code = itoa::Buffer::new();
-    buf.extend_from_slice(code.format(status.code()).as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(status.reason().as_bytes());
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Body {
+        Body::Bytes(b)
+    }
 }
 
-/// Length of the built-in HTML page for `status`.
-pub(crate) fn page_len(status: Status) -> u64 {
-    let title = 4 + status.reason().len();
-    (PAGE_START.len() + PAGE_MIDDLE.len() + PAGE_END.len() + 2 * title) as u64
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Bytes(s.into_bytes())
+    }
 }
 
-/// Appends the built-in HTML page for `status`.
-pub(crate) fn write_page(buf: &mut Vec<u8>, status: Status) {
-    buf.extend_from_slice(PAGE_START);
-    page_title(buf, status);
-    buf.extend_from_slice(PAGE_MIDDLE);
-    page_title(buf, status);
-    buf.extend_from_slice(PAGE_END);
+impl From<&'static [u8]> for Body {
+    fn from(b: &'static [u8]) -> Body {
+        Body::Static(b)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::Static(s.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -136,21 +276,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn head_and_page() {
-        let mut buf = Vec::new();
-        HeadWriter::new(&mut buf, Status::NOT_FOUND, b"Thu, 01 Jan 1970 00:00:00 GMT")
-            .content_type("text/html", true)
-            .content_length(page_len(Status::NOT_FOUND))
-            .location(b"a b/c", Some(b"x=1"))
-            .finish(Persistence::Close);
-        let head_len = buf.len();
-        write_page(&mut buf, Status::NOT_FOUND);
-        let text = String::from_utf8(buf).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\nServer: spindle/"));
-        assert!(text.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
-        assert!(text.contains("\r\nLocation: /a%20b/c/?x=1\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n\r\n<!DOCTYPE html>"));
-        assert_eq!((text.len() - head_len) as u64, page_len(Status::NOT_FOUND));
-        assert!(text.contains("<title>404 Not Found</title>"));
+    fn builders_set_type_and_body() {
+        let r = Response::json(r#"{"a":1}"#);
+        assert_eq!(r.status_code(), Status::OK);
+        assert_eq!(r.header("content-type").map(|v| v.to_string()), Some("application/json".into()));
+        assert_eq!(r.body().len(), 7);
+        let r = Response::text("hi").with_header("X-A", "1").with_header("x-a", "2");
+        assert_eq!(r.headers().filter(|(n, _)| n.eq_ignore_ascii_case("x-a")).count(), 1);
+        assert_eq!(r.header("X-A").map(|v| v.to_string()), Some("2".into()));
+        assert_eq!(r.header("Content-Type").map(|v| v.to_string()), Some("text/plain; charset=utf-8".into()));
+        let page = Response::status(Status::NOT_FOUND);
+        assert_eq!(page.body().len(), crate::head::page_len(Status::NOT_FOUND));
+        assert!(!HeaderValue::from(String::from("a\r\nb")).is_valid());
     }
 }

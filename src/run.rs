@@ -8,6 +8,12 @@ use mio::{Events, Poll, Registry, Token};
 
 use crate::server::Server;
 
+/// Runs `server` on a `Poll` of its own until the process ends (or the loop
+/// fails). For signals or other sources of your own, use [`EventLoop`].
+pub fn run(server: Server) -> io::Result<()> {
+    EventLoop::new(server)?.run(|_| Control::Continue)
+}
+
 /// The first token the [`EventLoop`] gives its server; tokens below it are the caller's.
 pub const SERVER_FIRST_TOKEN: Token = Token(1024);
 

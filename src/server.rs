@@ -1,11 +1,5 @@
 //! The server object: listeners, connections and deadlines, driven by a `Poll`
 //! that someone else owns.
-//!
-//! The host registers the server on its `Registry` with a first token, passes it
-//! every event whose token the server [`owns`](Server::owns), sleeps no longer than
-//! [`poll_timeout`](Server::poll_timeout), and calls
-//! [`handle_timeouts`](Server::handle_timeouts) after each wakeup.
-//! [`EventLoop`](crate::EventLoop) is that host for programs without a loop of their own.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,10 +11,10 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Conn, Flow, Phase, Shared};
+use crate::conn::{Conn, Counters, Flow, Phase, Shared};
 use crate::date::DateCache;
-use crate::files::StaticFiles;
 use crate::pool::Pool;
+use crate::router::Router;
 use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
@@ -35,10 +29,24 @@ const POOL_SPARE: usize = 64;
 const POOL_SPARE_QUIET: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
 
-/// A static-file HTTP/1.1 server that runs on a host's `mio::Poll`.
+/// An HTTP/1.1 server that runs on a host's `mio::Poll`, answering requests with
+/// a [`Router`].
 ///
-/// It never creates a `Poll`, never blocks, spawns no threads and installs no
-/// signal handlers; it logs through the `log` facade only.
+/// # Embedding
+/// The host reserves the tokens `first_token .. first_token + TOKEN_SPAN` and
+/// calls [`register`](Server::register) once; then, from its own loop:
+/// - every event whose token the server [`owns`](Server::owns) goes to
+///   [`handle_event`](Server::handle_event);
+/// - its poll timeout is at most [`poll_timeout`](Server::poll_timeout);
+/// - after each wakeup it calls [`handle_timeouts`](Server::handle_timeouts).
+///
+/// Connections the host accepted itself can be handed over with
+/// [`accept_stream`](Server::accept_stream). [`shutdown`](Server::shutdown) begins a
+/// graceful stop; [`is_drained`](Server::is_drained) says when it is over.
+///
+/// The server never creates a `Poll` or `Waker`, never blocks, spawns no threads,
+/// installs no signal handlers and does not initialise a logger: it logs through
+/// the `log` facade only. [`EventLoop`](crate::EventLoop) is a ready-made host.
 pub struct Server {
     listeners: Vec<Listener>,
     conns: Slab<Conn>,
@@ -67,30 +75,61 @@ struct Listener {
     addr: SocketAddr,
 }
 
+/// A snapshot of a server's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Keep-alive connections waiting for their next request.
+    pub idle: usize,
+    /// Connections reading a request head (including new ones that sent nothing yet).
+    pub reading_head: usize,
+    /// Connections reading a request body.
+    pub reading_body: usize,
+    /// Connections sending a response.
+    pub sending: usize,
+    /// Connections in a lingering close.
+    pub closing: usize,
+    /// Requests answered since the server started.
+    pub requests: u64,
+    /// Bytes written to clients since the server started.
+    pub bytes_sent: u64,
+    /// Handlers that panicked (each answered with 500).
+    pub handler_panics: u64,
+}
+
+impl Stats {
+    /// All open connections.
+    pub fn connections(&self) -> usize {
+        self.idle + self.reading_head + self.reading_body + self.sending + self.closing
+    }
+}
+
 /// The number of tokens a server uses, starting at the first token given to
 /// [`Server::register`]: the host must not use any of them for its own sources.
 pub const TOKEN_SPAN: usize = LISTENER_TOKENS + (1 << (KEY_BITS + 16));
 
 impl Server {
-    /// A server for `config`, with the root directory opened and no listeners yet.
-    pub fn new(config: Config) -> io::Result<Server> {
-        let files = StaticFiles::open(&config.root)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", config.root.display())))?;
-        let timers =
-            Timers::new([config.header_timeout, config.idle_timeout, config.send_timeout, config.linger_timeout]);
+    /// A server answering with `router` under the limits of `config`, with no
+    /// listeners yet.
+    pub fn new(config: Config, router: Router) -> Server {
+        let timers = Timers::new([
+            config.header_timeout,
+            config.idle_timeout,
+            config.send_timeout,
+            config.linger_timeout,
+            config.body_timeout,
+        ]);
         let shared = Shared {
-            files,
+            router,
             exchanges: Pool::new(POOL_SPARE),
             date: DateCache::new(),
             now: 0,
             clock: Clock::new(),
             draining: false,
             decoded: Vec::new(),
-            path: Vec::new(),
-            requests: 0,
+            counters: Counters::default(),
             config,
         };
-        Ok(Server {
+        Server {
             listeners: Vec::new(),
             conns: Slab::new(),
             timers,
@@ -105,17 +144,12 @@ impl Server {
             last_pressure_warning: None,
             next_pool_trim: POOL_TRIM_MS,
             drain_deadline: None,
-        })
+        }
     }
 
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config
-    }
-
-    /// The canonical path of the directory being served.
-    pub fn root(&self) -> &std::path::Path {
-        self.shared.files.root()
     }
 
     /// Binds a listening socket on `addr` (IPv6 sockets are IPv6-only, so `[::]`
@@ -272,19 +306,36 @@ impl Server {
         self.drain_deadline.is_some() && self.conns.is_empty()
     }
 
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.conns.len()
+    /// Counters: open connections by phase, requests answered, bytes sent.
+    /// Counting connections by phase visits each one.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            requests: self.shared.counters.requests,
+            bytes_sent: self.shared.counters.bytes_sent,
+            handler_panics: self.shared.counters.handler_panics,
+            ..Stats::default()
+        };
+        for (_, conn) in &self.conns {
+            match conn.phase() {
+                Phase::Idle => stats.idle += 1,
+                Phase::Head => stats.reading_head += 1,
+                Phase::Body => stats.reading_body += 1,
+                Phase::Send => stats.sending += 1,
+                Phase::Linger => stats.closing += 1,
+            }
+        }
+        stats
     }
 
-    /// Open connections that are waiting, idle, for their next request.
-    pub fn idle_connections(&self) -> usize {
-        self.conns.iter().filter(|(_, c)| c.phase() == Phase::Idle).count()
-    }
-
-    /// Requests answered since the server started.
-    pub fn requests(&self) -> u64 {
-        self.shared.requests
+    /// Takes over a connection the host accepted itself. It is served like one
+    /// from the server's own listeners (and counts against `max_connections`
+    /// only as far as it is open; it is never refused).
+    pub fn accept_stream(&mut self, registry: &Registry, stream: std::net::TcpStream) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        self.tick();
+        self.add_connection(registry, TcpStream::from_std(stream), peer);
+        Ok(())
     }
 
     fn tick(&mut self) -> Millis {

@@ -7,6 +7,10 @@ pub struct Status(pub u16);
 impl Status {
     /// 200 OK
     pub const OK: Status = Status(200);
+    /// 100 Continue
+    pub const CONTINUE: Status = Status(100);
+    /// 204 No Content
+    pub const NO_CONTENT: Status = Status(204);
     /// 301 Moved Permanently
     pub const MOVED_PERMANENTLY: Status = Status(301);
     /// 400 Bad Request

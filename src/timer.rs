@@ -23,12 +23,11 @@ const NIL: u32 = u32::MAX;
 pub(crate) struct Clock {
     epoch: Instant,
     now: Millis,
-    now_us: u64,
 }
 
 impl Clock {
     pub(crate) fn new() -> Clock {
-        Clock { epoch: Instant::now(), now: 0, now_us: 0 }
+        Clock { epoch: Instant::now(), now: 0 }
     }
 
     /// The current time without recording it.
@@ -38,20 +37,8 @@ impl Clock {
 
     /// Reads the monotonic clock and returns the new `now`.
     pub(crate) fn tick(&mut self) -> Millis {
-        let elapsed = self.epoch.elapsed();
-        self.now = duration_ms(elapsed);
-        self.now_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.now = duration_ms(self.epoch.elapsed());
         self.now
-    }
-
-    /// The current time in microseconds without recording it.
-    pub(crate) fn peek_us(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// The time of the last [`tick`](Clock::tick) in microseconds, for measuring.
-    pub(crate) fn now_us(&self) -> u64 {
-        self.now_us
     }
 }
 
@@ -72,11 +59,13 @@ pub(crate) enum TimerKind {
     Send = 2,
     /// Closing: write side shut, waiting for the client's EOF.
     Linger = 3,
+    /// A window in which a request body must make a minimum of progress.
+    Body = 4,
     /// Not in any list.
-    None = 4,
+    None = 5,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 /// A connection's place in one timer list. Embedded in each connection.
 #[derive(Debug)]
@@ -120,7 +109,7 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// `durations` is indexed by [`TimerKind`] (header, idle, send, linger).
+    /// `durations` is indexed by [`TimerKind`] (header, idle, send, linger, body).
     pub(crate) fn new(durations: [Duration; KINDS]) -> Timers {
         Timers {
             lists: [List { head: NIL, tail: NIL }; KINDS],
@@ -191,7 +180,8 @@ impl Timers {
     }
 
     /// The kinds that have lists, in the order expiries are handled.
-    pub(crate) const ALL: [TimerKind; KINDS] = [TimerKind::Header, TimerKind::Idle, TimerKind::Send, TimerKind::Linger];
+    pub(crate) const ALL: [TimerKind; KINDS] =
+        [TimerKind::Header, TimerKind::Idle, TimerKind::Send, TimerKind::Linger, TimerKind::Body];
 }
 
 #[cfg(test)]
@@ -211,7 +201,7 @@ mod tests {
 
     fn timers() -> Timers {
         let s = Duration::from_secs(1);
-        Timers::new([s * 10, s * 5, s * 30, s * 2])
+        Timers::new([s * 10, s * 5, s * 30, s * 2, s * 10])
     }
 
     #[test]

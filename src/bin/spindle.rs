@@ -8,7 +8,9 @@ use std::time::Duration;
 use mio::{Interest, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use spindle::{Config, Control, EventLoop, Server};
+use spindle::{
+    AccessLog, Config, Control, EventLoop, LogFormat, Request, Response, Router, Server, SetHeaders, StaticFiles,
+};
 
 const SIGNALS: Token = Token(0);
 
@@ -28,6 +30,11 @@ Options:
       --idle-timeout SECS     Time a keep-alive connection may sit idle [default: 5]
       --send-timeout SECS     Time a response may stall on a client not reading [default: 30]
       --grace-period SECS     Time in-flight responses get on SIGINT/SIGTERM [default: 10]
+      --max-body BYTES        Largest request body accepted (K, M suffixes) [default: 1M]
+      --body-timeout SECS     Window in which a request body must make progress [default: 10]
+      --access-log FORMAT     common, combined or off [default: common]
+      --header 'NAME: VALUE'  Add a header field to every response; repeatable
+      --health PATH           Answer GET PATH with a small JSON status [default: off]
   -h, --help                  Print help
   -V, --version               Print version
 
@@ -37,7 +44,11 @@ Logging goes to stderr; set RUST_LOG (default \"info\"; access log target spindl
 
 struct Args {
     config: Config,
+    root: PathBuf,
     listen: Vec<SocketAddr>,
+    access_log: Option<LogFormat>,
+    headers: SetHeaders,
+    health: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, lexopt::Error> {
@@ -45,6 +56,9 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     let mut config = Config::default();
     let mut listen = Vec::new();
     let mut root = None;
+    let mut access_log = Some(LogFormat::Common);
+    let mut headers = SetHeaders::new();
+    let mut health = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -55,6 +69,30 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             Long("idle-timeout") => config.idle_timeout = duration(parser.value()?)?,
             Long("send-timeout") => config.send_timeout = duration(parser.value()?)?,
             Long("grace-period") => config.grace_period = duration(parser.value()?)?,
+            Long("max-body") => config.max_body_bytes = size(parser.value()?)?,
+            Long("body-timeout") => config.body_timeout = duration(parser.value()?)?,
+            Long("access-log") => {
+                access_log = match parser.value()?.to_str() {
+                    Some("common") => Some(LogFormat::Common),
+                    Some("combined") => Some(LogFormat::Combined),
+                    Some("off") => None,
+                    _ => return Err("--access-log takes common, combined or off".into()),
+                }
+            }
+            Long("header") => {
+                let field = parser.value()?.into_string().map_err(|_| "not UTF-8")?;
+                let Some((name, value)) = SetHeaders::parse_field(&field) else {
+                    return Err(format!("invalid header field {field:?}: expected 'Name: value'").into());
+                };
+                headers = headers.header(&name, &value);
+            }
+            Long("health") => {
+                let path: String = parser.value()?.parse()?;
+                if !path.starts_with('/') {
+                    return Err("--health takes a path starting with '/'".into());
+                }
+                health = Some(path);
+            }
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 return Ok(None);
@@ -67,13 +105,11 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    if let Some(root) = root {
-        config.root = root;
-    }
     if listen.is_empty() {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
-    Ok(Some(Args { config, listen }))
+    let root = root.unwrap_or_else(|| PathBuf::from("www"));
+    Ok(Some(Args { config, root, listen, access_log, headers, health }))
 }
 
 fn positive(n: usize) -> Result<usize, lexopt::Error> {
@@ -81,6 +117,19 @@ fn positive(n: usize) -> Result<usize, lexopt::Error> {
         return Err("must be at least 1".into());
     }
     Ok(n)
+}
+
+/// `4096`, `64K`, `1M` or `1G` bytes.
+fn size(value: std::ffi::OsString) -> Result<usize, lexopt::Error> {
+    let text = value.into_string().map_err(|_| "not UTF-8")?;
+    let (number, scale) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        _ => (&text[..], 1),
+    };
+    let n: usize = number.trim().parse().map_err(|_| format!("invalid size {text:?}"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large").into())
 }
 
 /// `2.5`, `2.5s` or `500ms`.
@@ -142,7 +191,23 @@ fn raise_fd_limit(max_connections: usize) {
 
 fn serve(args: Args) -> Result<(), String> {
     raise_fd_limit(args.config.max_connections);
-    let mut server = Server::new(args.config).map_err(|e| e.to_string())?;
+    let files = StaticFiles::new(&args.root).map_err(|e| e.to_string())?;
+    let root = files.root().display().to_string();
+    let mut router = Router::new();
+    if let Some(path) = &args.health {
+        let started = std::time::Instant::now();
+        router = router.get(path, move |_: &Request<'_>| {
+            Response::json(format!(r#"{{"status":"ok","uptime_seconds":{}}}"#, started.elapsed().as_secs()))
+        });
+    }
+    router = router.fallback(files);
+    if !args.headers.is_empty() {
+        router = router.wrap(args.headers);
+    }
+    if let Some(format) = args.access_log {
+        router = router.wrap(AccessLog::new(format));
+    }
+    let mut server = Server::new(args.config, router);
     let mut failed = false;
     for addr in &args.listen {
         if let Err(e) = server.bind(*addr) {
@@ -153,7 +218,6 @@ fn serve(args: Args) -> Result<(), String> {
     if failed {
         return Err("not all addresses could be bound".into());
     }
-    let root = server.root().display().to_string();
     let addrs = server.local_addrs();
     let mut event_loop = EventLoop::new(server).map_err(|e| format!("creating the event loop: {e}"))?;
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("installing signal handlers: {e}"))?;

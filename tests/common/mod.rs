@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Token, Waker};
-use spindle::{Config, Control, EventLoop, Server};
+use spindle::{Config, Control, EventLoop, Router, Server, StaticFiles};
 
 /// Upper bound for any single client read or write in tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,10 +26,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Serves `root` with `config` (its `root` field is replaced) on 127.0.0.1:0.
-    pub fn start(root: &Path, mut config: Config) -> TestServer {
-        config.root = root.to_path_buf();
-        let mut server = Server::new(config).expect("server");
+    /// Serves the files under `root` with `config` on 127.0.0.1:0.
+    pub fn start(root: &Path, config: Config) -> TestServer {
+        TestServer::with_router(Router::new().fallback(StaticFiles::new(root).expect("root")), config)
+    }
+
+    /// Serves `router` with `config` on 127.0.0.1:0.
+    pub fn with_router(router: Router, config: Config) -> TestServer {
+        let mut server = Server::new(config, router);
         let addr = server.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
         let mut event_loop = EventLoop::new(server).expect("event loop");
         let waker = Arc::new(Waker::new(event_loop.registry(), Token(1)).expect("waker"));

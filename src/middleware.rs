@@ -1,0 +1,89 @@
+//! Middleware: hooks around every request, and a ready-made one that sets extra
+//! response header fields.
+
+use std::sync::Arc;
+
+use crate::request::Request;
+use crate::response::{HeaderValue, Response};
+
+/// A hook around request handling, added with [`Router::wrap`](crate::Router::wrap).
+///
+/// Like handlers, middleware runs on the event-loop thread and must not block.
+pub trait Middleware: Send + 'static {
+    /// Sees (and may change) each request before it is routed. Returning a
+    /// response answers the request early: later middleware and the handler are
+    /// skipped. The default passes every request on.
+    fn on_request(&self, req: &mut Request<'_>) -> Option<Response> {
+        let _ = req;
+        None
+    }
+
+    /// Sees (and may change) each response before it is sent, including the
+    /// server's own error responses. The default changes nothing.
+    fn on_response(&self, req: &Request<'_>, response: &mut Response) {
+        let _ = (req, response);
+    }
+}
+
+/// Sets configured header fields on every response that does not already have
+/// them (e.g. `Cache-Control`, `Access-Control-Allow-Origin`).
+#[derive(Clone, Debug, Default)]
+pub struct SetHeaders {
+    fields: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl SetHeaders {
+    /// No fields yet.
+    pub fn new() -> SetHeaders {
+        SetHeaders::default()
+    }
+
+    /// Adds `name: value` to the fields set.
+    pub fn header(mut self, name: &str, value: &str) -> SetHeaders {
+        self.fields.push((Arc::from(name), Arc::from(value)));
+        self
+    }
+
+    /// Parses `Name: value` (as given on a command line).
+    pub fn parse_field(field: &str) -> Option<(String, String)> {
+        let (name, value) = field.split_once(':')?;
+        let name = name.trim();
+        let valid_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let value = value.trim();
+        (valid_name && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
+            .then(|| (name.to_string(), value.to_string()))
+    }
+
+    /// Whether no fields are configured.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+impl Middleware for SetHeaders {
+    fn on_response(&self, _req: &Request<'_>, response: &mut Response) {
+        for (name, value) in &self.fields {
+            if !response.has_header(name) {
+                response.append_header(HeaderValue::from(name.clone()), HeaderValue::from(value.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_header_fields() {
+        assert_eq!(
+            SetHeaders::parse_field("Cache-Control: max-age=60"),
+            Some(("Cache-Control".into(), "max-age=60".into()))
+        );
+        assert_eq!(SetHeaders::parse_field("X:y"), Some(("X".into(), "y".into())));
+        assert_eq!(SetHeaders::parse_field("no colon"), None);
+        assert_eq!(SetHeaders::parse_field("Bad Name: x"), None);
+        assert_eq!(SetHeaders::parse_field(": x"), None);
+    }
+}

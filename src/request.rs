@@ -1,0 +1,285 @@
+//! The request a handler sees: a view over the connection's buffers, valid for
+//! the duration of one handler call. Building one allocates nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A request method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// TRACE
+    Trace,
+    /// CONNECT
+    Connect,
+    /// PATCH
+    Patch,
+    /// Any other method token (answered with 501 before reaching a handler).
+    Other,
+}
+
+impl Method {
+    /// The method for a request-line token (case-sensitive, as RFC 9110 says).
+    pub fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+
+    /// The method's token, e.g. `"GET"` (`"OTHER"` for [`Method::Other`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+            Method::Patch => "PATCH",
+            Method::Other => "OTHER",
+        }
+    }
+
+    /// A bit for sets of methods (see `Allow`).
+    pub(crate) fn bit(self) -> u16 {
+        1 << self as u16
+    }
+
+    /// The known methods, in the order `Allow` lists them.
+    pub(crate) const ALL: [Method; 9] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Options,
+        Method::Trace,
+        Method::Connect,
+        Method::Patch,
+    ];
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Version {
+    /// HTTP/1.0
+    Http10,
+    /// HTTP/1.1
+    Http11,
+}
+
+/// Where one header field lies in the request head: name and value ranges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderSpan {
+    pub name: (u32, u32),
+    pub value: (u32, u32),
+}
+
+/// The header fields of a request, looked up case-insensitively.
+#[derive(Clone, Copy)]
+pub struct Headers<'a> {
+    head: &'a [u8],
+    spans: &'a [HeaderSpan],
+}
+
+impl<'a> Headers<'a> {
+    pub(crate) fn new(head: &'a [u8], spans: &'a [HeaderSpan]) -> Headers<'a> {
+        Headers { head, spans }
+    }
+
+    /// The value of the first field called `name` (any case), as bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&'a [u8]> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+
+    /// The value of the first field called `name` (any case), if it is UTF-8.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// All values of fields called `name` (any case), in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+
+    /// Every field as (name, value), in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let head = self.head;
+        self.spans.iter().map(move |s| {
+            let name = head.get(s.name.0 as usize..s.name.1 as usize).unwrap_or_default();
+            let value = head.get(s.value.0 as usize..s.value.1 as usize).unwrap_or_default();
+            // Header names passed httparse's token check, so they are ASCII.
+            (std::str::from_utf8(name).unwrap_or_default(), value)
+        })
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v)))).finish()
+    }
+}
+
+/// Most named segments a route may capture.
+pub(crate) const MAX_PARAMS: usize = 8;
+
+/// Values captured by a route's named segments (`/users/:id`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Params<'a> {
+    items: [(&'a str, &'a str); MAX_PARAMS],
+    len: usize,
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn push(&mut self, name: &'a str, value: &'a str) -> bool {
+        let Some(slot) = self.items.get_mut(self.len) else { return false };
+        *slot = (name, value);
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
+        self.items[..self.len].iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// An HTTP request as a handler and middleware see it.
+///
+/// Everything borrows from the connection's buffers; a handler that needs a part
+/// beyond the call copies it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub(crate) method: Method,
+    pub(crate) method_str: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) path_bytes: &'a [u8],
+    pub(crate) query: Option<&'a str>,
+    pub(crate) version: Version,
+    pub(crate) headers: Headers<'a>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) body: &'a [u8],
+    pub(crate) params: Params<'a>,
+    /// Bytes of `path` that belong to the mount prefix of the handler being called.
+    pub(crate) mount_len: usize,
+}
+
+impl<'a> Request<'a> {
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The method token as sent (useful for [`Method::Other`]).
+    pub fn method_str(&self) -> &'a str {
+        self.method_str
+    }
+
+    /// The request target exactly as sent (`/a%20b?x=1`, or an absolute URI).
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+
+    /// The path, percent-decoded once. When the decoded bytes are not UTF-8 this
+    /// is the raw (still encoded) path; [`path_bytes`](Request::path_bytes) has the
+    /// decoded bytes either way.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The percent-decoded path as bytes.
+    pub fn path_bytes(&self) -> &'a [u8] {
+        self.path_bytes
+    }
+
+    /// The part of [`path_bytes`](Request::path_bytes) below the prefix the current
+    /// handler is mounted at (the whole path outside mounts); starts with `/`.
+    pub fn mounted_path_bytes(&self) -> &'a [u8] {
+        match self.path_bytes.get(self.mount_len..) {
+            Some(rest) if rest.first() == Some(&b'/') => rest,
+            _ => b"/",
+        }
+    }
+
+    /// The query string without the `?`, undecoded.
+    pub fn query(&self) -> Option<&'a str> {
+        self.query
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> Headers<'a> {
+        self.headers
+    }
+
+    /// The value of header `name` (any case), if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name)
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The request body, complete (empty when there is none).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The value captured by the route's named segment `name` (`:id` → `"id"`).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params.get(name)
+    }
+
+    /// Rewrites the path that routing sees (for middleware); `path` should start with `/`.
+    pub fn set_path(&mut self, path: &'a str) {
+        self.path = path;
+        self.path_bytes = path.as_bytes();
+    }
+}
