@@ -28,7 +28,7 @@ use crate::head::{self, HeadWriter, Persistence};
 use crate::parse::{self, BodyLength, RequestHead};
 use crate::pool::Pool;
 use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
-use crate::response::{Body, Response};
+use crate::response::{is_token, Body, Response};
 use crate::router::Router;
 use crate::status::Status;
 use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
@@ -864,11 +864,6 @@ fn build_request<'a>(x: &'a Exchange, decoded: &'a [u8], decoded_ok: bool, peer:
 /// Response header fields the connection writes itself.
 fn is_managed_header(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|m| name.eq_ignore_ascii_case(m))
-}
-
-/// Whether `name` is a valid header field name (an RFC 9110 token).
-fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A range of a byte slice.

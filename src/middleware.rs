@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::request::Request;
-use crate::response::{HeaderValue, Response};
+use crate::response::{is_token, HeaderValue, Response};
 
 /// A hook around request handling, added with [`Router::wrap`](crate::Router::wrap).
 ///
@@ -48,10 +48,8 @@ impl SetHeaders {
     pub fn parse_field(field: &str) -> Option<(String, String)> {
         let (name, value) = field.split_once(':')?;
         let name = name.trim();
-        let valid_name =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         let value = value.trim();
-        (valid_name && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
+        (is_token(name) && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
             .then(|| (name.to_string(), value.to_string()))
     }
 

@@ -80,6 +80,11 @@ impl From<Arc<str>> for HeaderValue {
     }
 }
 
+/// Whether `name` is a valid header field name (an RFC 9110 token).
+pub(crate) fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// A header field name: the same cheap text type as values.
 pub type HeaderName = HeaderValue;
 
