@@ -43,8 +43,12 @@ enum State {
     Data,
     DataCr,
     DataLf,
+    /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    TrailerLine,
+    /// In a trailer field's name.
+    TrailerName,
+    /// In a trailer field's value.
+    TrailerValue,
     TrailerLf,
     EndLf,
     Finished,
@@ -161,14 +165,29 @@ impl Chunked {
                     self.state = State::Size;
                 }
                 State::TrailerStart => {
-                    self.state = if b == b'\r' { State::EndLf } else { State::TrailerLine };
                     self.count_trailer()?;
+                    self.state = match b {
+                        b'\r' => State::EndLf,
+                        _ if is_token_byte(b) => State::TrailerName,
+                        // Bare LF, obs-fold and the like are refused, as in a head.
+                        _ => return Err(BodyError("invalid trailer line")),
+                    };
                 }
-                State::TrailerLine => {
-                    if b == b'\r' {
-                        self.state = State::TrailerLf;
-                    }
+                State::TrailerName => {
                     self.count_trailer()?;
+                    match b {
+                        b':' => self.state = State::TrailerValue,
+                        _ if is_token_byte(b) => {}
+                        _ => return Err(BodyError("invalid trailer field name")),
+                    }
+                }
+                State::TrailerValue => {
+                    self.count_trailer()?;
+                    match b {
+                        b'\r' => self.state = State::TrailerLf,
+                        b'\t' | b' '..=b'~' | 0x80..=0xff => {}
+                        _ => return Err(BodyError("invalid trailer field value")),
+                    }
                 }
                 State::TrailerLf => {
                     expect(b, b'\n')?;
@@ -201,6 +220,10 @@ fn expect(got: u8, want: u8) -> Result<(), BodyError> {
     } else {
         Err(BodyError("invalid chunk framing"))
     }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -96,7 +96,15 @@ impl Handler for StaticFiles {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
         }
         let mut scratch = self.scratch.borrow_mut();
-        match self.resolve(req.mounted_path_bytes(), &mut scratch) {
+        let path = req.mounted_path_bytes();
+        let found = if path.is_empty() {
+            // The mount point itself, asked for without its slash.
+            scratch.clear();
+            Ok(Found::AddSlash)
+        } else {
+            self.resolve(path, &mut scratch)
+        };
+        match found {
             Ok(Found::File(f)) => Response::new(Status::OK)
                 .with_header("Content-Type", HeaderValue::mime(f.mime, f.text))
                 .with_body(Body::File { file: f.file, offset: 0, len: f.len }),

@@ -234,12 +234,11 @@ impl<'a> Request<'a> {
     }
 
     /// The part of [`path_bytes`](Request::path_bytes) below the prefix the current
-    /// handler is mounted at (the whole path outside mounts); starts with `/`.
+    /// handler is mounted at (the whole path outside mounts). It starts with `/`,
+    /// except that it is empty when the path is the mount prefix itself without
+    /// a trailing slash (`/static` for a mount at `/static`).
     pub fn mounted_path_bytes(&self) -> &'a [u8] {
-        match self.path_bytes.get(self.mount_len..) {
-            Some(rest) if rest.first() == Some(&b'/') => rest,
-            _ => b"/",
-        }
+        self.path_bytes.get(self.mount_len..).unwrap_or_default()
     }
 
     /// The query string without the `?`, undecoded.
