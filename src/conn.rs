@@ -28,7 +28,7 @@ use crate::head::{self, HeadWriter, Persistence};
 use crate::parse::{self, BodyLength, RequestHead};
 use crate::pool::Pool;
 use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
-use crate::response::{is_token, Body, Response};
+use crate::response::{is_token, Body, Multipart, Response, Segment};
 use crate::router::Router;
 use crate::status::Status;
 use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
@@ -106,6 +106,7 @@ enum Out {
         offset: u64,
         left: u64,
     },
+    Multipart(Multipart),
 }
 
 /// The state of a connection while a request is in flight; pooled.
@@ -617,6 +618,7 @@ impl Conn {
                 Out::None
             }
             Body::File { file, offset, len } => Out::File { file, offset, left: len },
+            Body::Multipart(parts) => Out::Multipart(parts),
         };
         if let Err(e) = fill(x) {
             log::error!("{}: reading the response body: {e}", self.peer);
@@ -774,49 +776,69 @@ fn prepare_write_buffer(x: &mut Exchange, config: &Config) {
 /// Appends as much of the pending response body as fits in the write buffer.
 fn fill(x: &mut Exchange) -> io::Result<()> {
     let room = x.wbuf.capacity() - x.wbuf.len();
-    match &mut x.out {
-        Out::None => {}
+    let done = match &mut x.out {
+        Out::None => return Ok(()),
         Out::Static(bytes) => {
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
             x.wbuf.extend_from_slice(now);
-            x.out = if rest.is_empty() { Out::None } else { Out::Static(rest) };
+            *bytes = rest;
+            rest.is_empty()
         }
-        Out::Bytes(bytes, pos) => {
-            let end = (*pos + room).min(bytes.len());
-            x.wbuf.extend_from_slice(&bytes[*pos..end]);
-            *pos = end;
-            if end == bytes.len() {
-                x.out = Out::None;
-            }
-        }
-        Out::File { file, offset, left } => {
-            let start = x.wbuf.len();
-            let want = usize::try_from(*left).unwrap_or(usize::MAX).min(room);
-            x.wbuf.resize(start + want, 0);
-            let mut got = 0;
-            let result = loop {
-                if got == want {
-                    break Ok(());
+        Out::Bytes(bytes, pos) => copy_bytes(&mut x.wbuf, bytes, pos, room),
+        Out::File { file, offset, left } => read_file(&mut x.wbuf, file, offset, left, room)?,
+        Out::Multipart(parts) => {
+            while x.wbuf.len() < x.wbuf.capacity() {
+                let room = x.wbuf.capacity() - x.wbuf.len();
+                let finished = match parts.segments.front_mut() {
+                    None => break,
+                    Some(Segment::Bytes(bytes, pos)) => copy_bytes(&mut x.wbuf, bytes, pos, room),
+                    Some(Segment::Range(offset, left)) => read_file(&mut x.wbuf, &parts.file, offset, left, room)?,
+                };
+                if finished {
+                    parts.segments.pop_front();
                 }
-                match file.read_at(&mut x.wbuf[start + got..], *offset) {
-                    Ok(0) => break Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
-                    Ok(n) => {
-                        got += n;
-                        *offset += n as u64;
-                        *left -= n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            x.wbuf.truncate(start + got);
-            if result.is_err() || *left == 0 {
-                x.out = Out::None;
             }
-            return result;
+            parts.segments.is_empty()
         }
+    };
+    if done {
+        x.out = Out::None;
     }
     Ok(())
+}
+
+/// Copies up to `room` bytes of `bytes` from `pos` into `wbuf`; whether all are copied.
+fn copy_bytes(wbuf: &mut Vec<u8>, bytes: &[u8], pos: &mut usize, room: usize) -> bool {
+    let end = (*pos + room).min(bytes.len());
+    wbuf.extend_from_slice(&bytes[*pos..end]);
+    *pos = end;
+    end == bytes.len()
+}
+
+/// Reads up to `room` of the `left` bytes of `file` at `offset` into `wbuf`;
+/// whether all are read. A file that shrank is an error.
+fn read_file(wbuf: &mut Vec<u8>, file: &File, offset: &mut u64, left: &mut u64, room: usize) -> io::Result<bool> {
+    let start = wbuf.len();
+    let want = usize::try_from(*left).unwrap_or(usize::MAX).min(room);
+    wbuf.resize(start + want, 0);
+    let mut got = 0;
+    let result = loop {
+        if got == want {
+            break Ok(*left == 0);
+        }
+        match file.read_at(&mut wbuf[start + got..], *offset) {
+            Ok(0) => break Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
+            Ok(n) => {
+                got += n;
+                *offset += n as u64;
+                *left -= n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    wbuf.truncate(start + got);
+    result
 }
 
 /// Whether another complete head follows the current request in the read buffer.

@@ -47,7 +47,7 @@ pub use config::Config;
 pub use files::StaticFiles;
 pub use middleware::{Middleware, SetHeaders};
 pub use request::{Headers, Method, Request, Version};
-pub use response::{Body, HeaderName, HeaderValue, Response};
+pub use response::{Body, HeaderName, HeaderValue, Multipart, Response};
 pub use router::{Handler, Router};
 pub use run::{run, Control, EventLoop, SERVER_FIRST_TOKEN};
 pub use server::{Server, Stats, TOKEN_SPAN};
@@ -71,6 +71,6 @@ pub mod bench_api {
 
     /// Percent-decodes and normalises a request path into `out`; false when refused.
     pub fn resolve_path(raw: &[u8], decoded: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-        crate::files::percent_decode(raw, decoded).is_some() && crate::files::normalize(decoded, out).is_ok()
+        crate::files::percent_decode(raw, decoded).is_some() && crate::files::normalize(decoded, out)
     }
 }

@@ -25,12 +25,56 @@ enum Repr {
     Shared(Arc<str>),
     /// A media type followed by `; charset=utf-8`.
     TextMime(&'static str),
+    /// A short value kept inline (validators, ranges), built without allocating.
+    Inline(InlineText),
+}
+
+/// Up to 46 bytes of text kept inline, written with `write!`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InlineText {
+    buf: [u8; 46],
+    len: u8,
+}
+
+impl InlineText {
+    pub(crate) fn new() -> InlineText {
+        InlineText { buf: [0; 46], len: 0 }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for InlineText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let dest = self.buf.get_mut(start..start + s.len()).ok_or(fmt::Error)?;
+        dest.copy_from_slice(s.as_bytes());
+        self.len += s.len() as u8;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for InlineText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl HeaderValue {
     /// `mime`, with `; charset=utf-8` appended when `text`.
     pub(crate) fn mime(mime: &'static str, text: bool) -> HeaderValue {
         HeaderValue(if text { Repr::TextMime(mime) } else { Repr::Static(mime) })
+    }
+
+    /// A value formatted from `args`, inline when short enough.
+    pub(crate) fn format(args: fmt::Arguments<'_>) -> HeaderValue {
+        let mut inline = InlineText::new();
+        match fmt::Write::write_fmt(&mut inline, args) {
+            Ok(()) => HeaderValue(Repr::Inline(inline)),
+            Err(_) => HeaderValue(Repr::Owned(args.to_string())),
+        }
     }
 
     /// The text, without the charset suffix of a media type.
@@ -45,6 +89,7 @@ impl HeaderValue {
             Repr::Owned(s) => [s, ""],
             Repr::Shared(s) => [s, ""],
             Repr::TextMime(m) => [m, "; charset=utf-8"],
+            Repr::Inline(t) => [t.as_str(), ""],
         }
     }
 
@@ -100,6 +145,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// The server's small built-in HTML page for a status (see [`Response::status`]).
     Page(Status),
+    /// Parts of a file with bytes between them (`multipart/byteranges`), streamed.
+    Multipart(Multipart),
     /// `len` bytes of `file` from `offset`, streamed in bounded chunks.
     File {
         /// The open file.
@@ -120,6 +167,7 @@ impl Body {
             Body::Bytes(b) => b.len() as u64,
             Body::Page(status) => crate::head::page_len(*status),
             Body::File { len, .. } => *len,
+            Body::Multipart(m) => m.len,
         }
     }
 
@@ -129,8 +177,45 @@ impl Body {
     }
 }
 
+/// A body made of in-memory pieces and ranges of one file, in order (for
+/// `multipart/byteranges`).
+#[derive(Debug)]
+pub struct Multipart {
+    pub(crate) file: File,
+    pub(crate) segments: std::collections::VecDeque<Segment>,
+    len: u64,
+}
+
+/// One piece of a [`Multipart`] body.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// Bytes, and how many of them were sent.
+    Bytes(Vec<u8>, usize),
+    /// A range of the file: (offset, bytes left).
+    Range(u64, u64),
+}
+
+impl Multipart {
+    /// An empty body over `file`.
+    pub fn new(file: File) -> Multipart {
+        Multipart { file, segments: std::collections::VecDeque::new(), len: 0 }
+    }
+
+    /// Appends bytes.
+    pub fn push_bytes(&mut self, bytes: Vec<u8>) {
+        self.len += bytes.len() as u64;
+        self.segments.push_back(Segment::Bytes(bytes, 0));
+    }
+
+    /// Appends `len` bytes of the file from `offset`.
+    pub fn push_range(&mut self, offset: u64, len: u64) {
+        self.len += len;
+        self.segments.push_back(Segment::Range(offset, len));
+    }
+}
+
 /// The header fields of a response, kept inline for the usual few.
-pub(crate) type HeaderFields = SmallVec<[(HeaderName, HeaderValue); 4]>;
+pub(crate) type HeaderFields = SmallVec<[(HeaderName, HeaderValue); 8]>;
 
 /// An HTTP response.
 #[derive(Debug)]
@@ -279,6 +364,16 @@ impl From<&'static str> for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_values_are_inline_when_short() {
+        let v = HeaderValue::format(format_args!("bytes {}-{}/{}", 0, 99, 1000));
+        assert!(matches!(v.0, Repr::Inline(_)));
+        assert_eq!(v.to_string(), "bytes 0-99/1000");
+        let long = HeaderValue::format(format_args!("{}", "x".repeat(100)));
+        assert!(matches!(long.0, Repr::Owned(_)));
+        assert_eq!(long.to_string().len(), 100);
+    }
 
     #[test]
     fn builders_set_type_and_body() {

@@ -10,6 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
     AccessLog, Config, Control, EventLoop, LogFormat, Request, Response, Router, Server, SetHeaders, StaticFiles,
+    Status,
 };
 
 const SIGNALS: Token = Token(0);
@@ -35,6 +36,11 @@ Options:
       --access-log FORMAT     common, combined or off [default: common]
       --header 'NAME: VALUE'  Add a header field to every response; repeatable
       --health PATH           Answer GET PATH with a small JSON status [default: off]
+      --listing               List directories that have no index.html
+      --cache-control VALUE   Cache-Control for file responses (e.g. 'max-age=3600')
+      --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
+      --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
+      --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)
   -h, --help                  Print help
   -V, --version               Print version
 
@@ -49,6 +55,16 @@ struct Args {
     access_log: Option<LogFormat>,
     headers: SetHeaders,
     health: Option<String>,
+    files: FileOptions,
+}
+
+#[derive(Default)]
+struct FileOptions {
+    listing: bool,
+    cache_control: Option<String>,
+    no_precompressed: bool,
+    error_pages: Vec<(u16, PathBuf)>,
+    spa: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, lexopt::Error> {
@@ -59,6 +75,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     let mut access_log = Some(LogFormat::Common);
     let mut headers = SetHeaders::new();
     let mut health = None;
+    let mut files = FileOptions::default();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -93,6 +110,20 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
                 }
                 health = Some(path);
             }
+            Long("listing") => files.listing = true,
+            Long("cache-control") => files.cache_control = Some(parser.value()?.parse()?),
+            Long("no-precompressed") => files.no_precompressed = true,
+            Long("error-page") => {
+                let spec: String = parser.value()?.parse()?;
+                let page = spec.split_once('=').and_then(|(s, f)| Some((s.parse::<u16>().ok()?, f)));
+                match page {
+                    Some((status, file)) if (400..600).contains(&status) && !file.is_empty() => {
+                        files.error_pages.push((status, PathBuf::from(file)))
+                    }
+                    _ => return Err(format!("invalid --error-page {spec:?}: expected STATUS=FILE").into()),
+                }
+            }
+            Long("spa") => files.spa = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 return Ok(None);
@@ -109,7 +140,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     let root = root.unwrap_or_else(|| PathBuf::from("www"));
-    Ok(Some(Args { config, root, listen, access_log, headers, health }))
+    Ok(Some(Args { config, root, listen, access_log, headers, health, files }))
 }
 
 fn positive(n: usize) -> Result<usize, lexopt::Error> {
@@ -191,7 +222,19 @@ fn raise_fd_limit(max_connections: usize) {
 
 fn serve(args: Args) -> Result<(), String> {
     raise_fd_limit(args.config.max_connections);
-    let files = StaticFiles::new(&args.root).map_err(|e| e.to_string())?;
+    let mut files = StaticFiles::new(&args.root)
+        .map_err(|e| e.to_string())?
+        .listing(args.files.listing)
+        .precompressed(!args.files.no_precompressed);
+    if let Some(value) = &args.files.cache_control {
+        files = files.cache_control(value);
+    }
+    for (status, file) in args.files.error_pages {
+        files = files.error_page(Status(status), file);
+    }
+    if let Some(file) = &args.files.spa {
+        files = files.spa_fallback(file);
+    }
     let root = files.root().display().to_string();
     let mut router = Router::new();
     if let Some(path) = &args.health {

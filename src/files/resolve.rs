@@ -1,5 +1,5 @@
-//! Static files under a root directory: path resolution that cannot escape the root,
-//! `index.html` for directories, and the content type of what was found.
+//! Finding files under a root directory: path resolution that cannot escape the
+//! root, `index.html` for directories, and the content type of what was found.
 //!
 //! Resolution opens the file relative to a descriptor of the root with
 //! `openat2(RESOLVE_BENEATH)`, so `..`, absolute symlinks and symlinks that lead
@@ -7,7 +7,6 @@
 //! (old kernels, some seccomp profiles) the opened file's real path is checked
 //! against the root's instead.
 
-use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
@@ -15,9 +14,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::request::{Method, Request};
-use crate::response::{Body, HeaderValue, Response};
-use crate::router::Handler;
+use std::time::SystemTime;
+
 use crate::status::Status;
 
 /// Why a path could not be served.
@@ -59,6 +57,7 @@ impl FileError {
 pub(crate) struct OpenFile {
     pub file: File,
     pub len: u64,
+    pub modified: SystemTime,
     /// `Content-Type` media type, from the file name.
     pub mime: &'static str,
     /// Whether the type is text, to be labelled `charset=utf-8`.
@@ -73,74 +72,21 @@ pub(crate) enum Found {
     /// A directory asked for without its trailing slash: redirect to the path
     /// left in the scratch buffer (relative to the root, no leading slash) plus `/`.
     AddSlash,
+    /// A directory without `index.html` (the scratch buffer holds its path).
+    Directory(File),
 }
 
-/// The handler serving the files under one root directory: GET and HEAD of
-/// regular files, `index.html` for directories, 301 to add a directory's
-/// trailing slash, 403/404 for what may not or cannot be served, and 405 with
-/// `Allow: GET, HEAD` for other methods. Mount it with
-/// [`Router::mount`](crate::Router::mount) or [`Router::fallback`](crate::Router::fallback);
-/// it serves [`Request::mounted_path_bytes`].
+/// A root directory, opened once; files are opened relative to it.
 #[derive(Debug)]
-pub struct StaticFiles {
+pub(crate) struct Root {
     root: OwnedFd,
     root_path: PathBuf,
     beneath: bool,
-    /// Reused for normalised paths.
-    scratch: RefCell<Vec<u8>>,
 }
 
-impl Handler for StaticFiles {
-    fn handle(&self, req: &Request<'_>) -> Response {
-        if !matches!(req.method(), Method::Get | Method::Head) {
-            return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
-        }
-        let mut scratch = self.scratch.borrow_mut();
-        let path = req.mounted_path_bytes();
-        let found = if path.is_empty() {
-            // The mount point itself, asked for without its slash.
-            scratch.clear();
-            Ok(Found::AddSlash)
-        } else {
-            self.resolve(path, &mut scratch)
-        };
-        match found {
-            Ok(Found::File(f)) => Response::new(Status::OK)
-                .with_header("Content-Type", HeaderValue::mime(f.mime, f.text))
-                .with_body(Body::File { file: f.file, offset: 0, len: f.len }),
-            Ok(Found::AddSlash) => {
-                let prefix = &req.path_bytes()[..req.path_bytes().len() - req.mounted_path_bytes().len()];
-                let mut location = String::with_capacity(prefix.len() + scratch.len() + 8);
-                push_encoded(&mut location, prefix);
-                location.push('/');
-                push_encoded(&mut location, &scratch);
-                if !scratch.is_empty() {
-                    location.push('/');
-                }
-                if let Some(query) = req.query() {
-                    location.push('?');
-                    location.push_str(query);
-                }
-                Response::status(Status::MOVED_PERMANENTLY).with_header("Location", location)
-            }
-            Err(e) => {
-                if let FileError::Io(io) = &e {
-                    log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch));
-                }
-                Response::status(e.status())
-            }
-        }
-    }
-}
-
-impl StaticFiles {
-    /// Serves the directory `root`, which must exist.
-    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
-        let root = root.as_ref();
-        StaticFiles::open(root).map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", root.display())))
-    }
-
-    fn open(root: &Path) -> io::Result<StaticFiles> {
+impl Root {
+    /// Opens `root`, which must be a directory.
+    pub(crate) fn open(root: &Path) -> io::Result<Root> {
         let root_path = root.canonicalize()?;
         let c_root = cstring(root_path.as_os_str().as_bytes())?;
         // SAFETY: c_root is NUL-terminated; the returned descriptor is checked.
@@ -150,7 +96,7 @@ impl StaticFiles {
         }
         // SAFETY: fd is a freshly opened descriptor we own.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut files = StaticFiles { root, root_path, beneath: true, scratch: RefCell::new(Vec::new()) };
+        let mut files = Root { root, root_path, beneath: true };
         files.beneath = match files.open_beneath(c".") {
             Ok(_) => true,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -163,17 +109,16 @@ impl StaticFiles {
     }
 
     /// The canonical root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.root_path
     }
 
     /// Resolves the percent-decoded request path `path` (starting with `/`).
     ///
-    /// `scratch` is overwritten with the normalised path relative to the root.
+    /// `scratch` is overwritten with the normalised path relative to the root:
+    /// of the file found (`index.html` included), or of the directory.
     pub(crate) fn resolve(&self, path: &[u8], scratch: &mut Vec<u8>) -> Result<Found, FileError> {
         let trailing_slash = normalize(path, scratch)?;
-        let mut name_start = scratch.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-        let dir_len = scratch.len();
         let file = self.open_rel(scratch, b".")?;
         let mut meta = file.metadata().map_err(FileError::from_io)?;
         let mut file = file;
@@ -181,25 +126,41 @@ impl StaticFiles {
             if !trailing_slash {
                 return Ok(Found::AddSlash);
             }
+            let dir_len = scratch.len();
             if !scratch.is_empty() {
                 scratch.push(b'/');
             }
-            name_start = scratch.len();
             scratch.extend_from_slice(b"index.html");
-            file = match self.open_rel(scratch, b"") {
-                Err(FileError::NotFound) => return Err(FileError::Forbidden),
-                other => other?,
-            };
+            match self.open_rel(scratch, b"") {
+                Err(FileError::NotFound) => {
+                    scratch.truncate(dir_len);
+                    return Ok(Found::Directory(file));
+                }
+                other => file = other?,
+            }
             meta = file.metadata().map_err(FileError::from_io)?;
         } else if trailing_slash {
             return Err(FileError::NotFound);
         }
+        self.file(file, &meta, scratch).map(Found::File)
+    }
+
+    /// Opens the regular file at `rel` (relative to the root, not normalised
+    /// again: callers pass paths built from [`resolve`](Root::resolve)'s output).
+    pub(crate) fn open_file(&self, rel: &mut Vec<u8>) -> Result<OpenFile, FileError> {
+        let file = self.open_rel(rel, b"")?;
+        let meta = file.metadata().map_err(FileError::from_io)?;
+        self.file(file, &meta, rel)
+    }
+
+    fn file(&self, file: File, meta: &std::fs::Metadata, path: &[u8]) -> Result<OpenFile, FileError> {
         if !meta.is_file() {
             return Err(FileError::Forbidden);
         }
-        let (mime, text) = content_type(&scratch[name_start..]);
-        scratch.truncate(dir_len);
-        Ok(Found::File(OpenFile { file, len: meta.len(), mime, text }))
+        let name = &path[path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+        let (mime, text) = content_type(name);
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        Ok(OpenFile { file, len: meta.len(), modified, mime, text })
     }
 
     /// Opens `rel` (or `empty` when `rel` is empty) below the root, read-only and non-blocking.
@@ -313,7 +274,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Appends `bytes` to `out`, percent-encoding what may not appear in a URL path.
-fn push_encoded(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_encoded(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {

@@ -1,0 +1,209 @@
+//! Validators and preconditions (RFC 9110 §8.8, §13): `ETag`, `Last-Modified`,
+//! `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `If-Range`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::parse::list_items;
+use crate::request::Headers;
+use crate::response::HeaderValue;
+
+/// The validators of one file version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Validators {
+    /// A strong entity tag with its quotes, e.g. `"6560a1c2.1f0e-400"`.
+    pub etag: HeaderValue,
+    /// Modification time, whole seconds since the epoch.
+    pub modified: u64,
+}
+
+impl Validators {
+    /// Validators derived from a file's size and modification time (so they are
+    /// stable across restarts and change whenever either does).
+    pub(crate) fn new(len: u64, modified: SystemTime) -> Validators {
+        let since = modified.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let etag = HeaderValue::format(format_args!("\"{:x}.{:x}-{len:x}\"", since.as_secs(), since.subsec_nanos()));
+        Validators { etag, modified: since.as_secs() }
+    }
+
+    /// The entity tag as text.
+    pub(crate) fn etag(&self) -> &str {
+        self.etag.as_str()
+    }
+
+    /// The `Last-Modified` value.
+    pub(crate) fn last_modified(&self) -> HeaderValue {
+        HeaderValue::format(format_args!(
+            "{}",
+            httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(self.modified))
+        ))
+    }
+}
+
+/// What the preconditions of a GET or HEAD call for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// Send the representation (or the ranges asked for).
+    Proceed,
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    Failed,
+}
+
+/// Evaluates the preconditions of a GET/HEAD in the order of RFC 9110 §13.2.2.
+pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
+    if let Some(list) = headers.get_bytes("if-match") {
+        if !matches_any(list, v.etag(), true) {
+            return Precondition::Failed;
+        }
+    } else if let Some(date) = header_date(headers, "if-unmodified-since") {
+        if v.modified > date {
+            return Precondition::Failed;
+        }
+    }
+    if let Some(list) = headers.get_bytes("if-none-match") {
+        if matches_any(list, v.etag(), false) {
+            return Precondition::NotModified;
+        }
+    } else if let Some(date) = header_date(headers, "if-modified-since") {
+        if v.modified <= date {
+            return Precondition::NotModified;
+        }
+    }
+    Precondition::Proceed
+}
+
+/// Whether a `Range` may be honoured given `If-Range` (RFC 9110 §13.1.5): absent,
+/// or a strong ETag equal to ours, or a date equal to our `Last-Modified`.
+pub(crate) fn if_range_allows(headers: &Headers<'_>, v: &Validators) -> bool {
+    let Some(value) = headers.get_bytes("if-range") else { return true };
+    let value = trim(value);
+    if value.starts_with(b"\"") {
+        return value == v.etag().as_bytes();
+    }
+    if value.starts_with(b"W/") {
+        return false;
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+        .is_some_and(|d| secs(d) == v.modified)
+}
+
+/// Whether the entity-tag list `list` (or `*`) matches `etag`; `strong` asks for
+/// the strong comparison (weak tags never match), otherwise weak comparison.
+fn matches_any(list: &[u8], etag: &str, strong: bool) -> bool {
+    list_items(list).any(|tag| {
+        if tag == b"*" {
+            return true;
+        }
+        match tag.strip_prefix(b"W/") {
+            Some(weak) => !strong && weak == etag.as_bytes(),
+            None => tag == etag.as_bytes(),
+        }
+    })
+}
+
+fn header_date(headers: &Headers<'_>, name: &str) -> Option<u64> {
+    let value = headers.get(name)?;
+    httpdate::parse_http_date(value.trim()).ok().map(secs)
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::HeaderSpan;
+
+    /// Headers from `Name: value` lines.
+    fn with_headers(lines: &[&str], f: impl FnOnce(&Headers<'_>)) {
+        let mut head = Vec::new();
+        let mut spans = Vec::new();
+        for line in lines {
+            let (name, value) = line.split_once(": ").unwrap();
+            let n0 = head.len() as u32;
+            head.extend_from_slice(name.as_bytes());
+            let n1 = head.len() as u32;
+            head.extend_from_slice(value.as_bytes());
+            spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
+        }
+        f(&Headers::new(&head, &spans));
+    }
+
+    fn v() -> Validators {
+        Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+    }
+
+    const AT: &str = "Tue, 14 Nov 2023 22:13:20 GMT"; // 1_700_000_000
+    const BEFORE: &str = "Tue, 14 Nov 2023 22:13:19 GMT";
+
+    fn eval(lines: &[&str]) -> Precondition {
+        let mut out = Precondition::Proceed;
+        with_headers(lines, |h| out = evaluate(h, &v()));
+        out
+    }
+
+    #[test]
+    fn etag_is_stable_and_quoted() {
+        assert_eq!(v().etag(), "\"6553f100.0-400\"");
+        assert_eq!(v(), v());
+        assert_eq!(v().last_modified().to_string(), AT);
+    }
+
+    #[test]
+    fn none_match_and_modified_since() {
+        let tag = v().etag().to_string();
+        assert_eq!(eval(&[&format!("If-None-Match: {tag}")]), Precondition::NotModified);
+        assert_eq!(eval(&[&format!("If-None-Match: \"x\", W/{tag}")]), Precondition::NotModified);
+        assert_eq!(eval(&["If-None-Match: *"]), Precondition::NotModified);
+        assert_eq!(eval(&["If-None-Match: \"other\""]), Precondition::Proceed);
+        assert_eq!(eval(&[&format!("If-Modified-Since: {AT}")]), Precondition::NotModified);
+        assert_eq!(eval(&[&format!("If-Modified-Since: {BEFORE}")]), Precondition::Proceed);
+        assert_eq!(eval(&["If-Modified-Since: garbage"]), Precondition::Proceed);
+        // If-None-Match wins over If-Modified-Since (§13.2.2).
+        assert_eq!(eval(&["If-None-Match: \"other\"", &format!("If-Modified-Since: {AT}")]), Precondition::Proceed);
+    }
+
+    #[test]
+    fn match_and_unmodified_since() {
+        let tag = v().etag().to_string();
+        assert_eq!(eval(&[&format!("If-Match: {tag}")]), Precondition::Proceed);
+        assert_eq!(eval(&["If-Match: *"]), Precondition::Proceed);
+        assert_eq!(eval(&["If-Match: \"other\""]), Precondition::Failed);
+        assert_eq!(eval(&[&format!("If-Match: W/{tag}")]), Precondition::Failed, "weak tags never match strongly");
+        assert_eq!(eval(&[&format!("If-Unmodified-Since: {BEFORE}")]), Precondition::Failed);
+        assert_eq!(eval(&[&format!("If-Unmodified-Since: {AT}")]), Precondition::Proceed);
+        // 412 before 304.
+        assert_eq!(eval(&["If-Match: \"other\"", &format!("If-None-Match: {tag}")]), Precondition::Failed);
+        // If-Match present: If-Unmodified-Since is not looked at.
+        assert_eq!(
+            eval(&[&format!("If-Match: {tag}"), &format!("If-Unmodified-Since: {BEFORE}")]),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn if_range() {
+        let tag = v().etag().to_string();
+        let allows = |lines: &[&str]| {
+            let mut out = false;
+            with_headers(lines, |h| out = if_range_allows(h, &v()));
+            out
+        };
+        assert!(allows(&[]));
+        assert!(allows(&[&format!("If-Range: {tag}")]));
+        assert!(!allows(&["If-Range: \"other\""]));
+        assert!(!allows(&[&format!("If-Range: W/{tag}")]));
+        assert!(allows(&[&format!("If-Range: {AT}")]));
+        assert!(!allows(&[&format!("If-Range: {BEFORE}")]));
+    }
+}

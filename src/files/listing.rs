@@ -1,0 +1,227 @@
+//! Directory listings: HTML for people, JSON for scripts.
+//!
+//! Entries are sorted directories first, then by name (or by size or
+//! modification time on request); dotfiles are left out; names are
+//! percent-encoded in links and escaped in text, so any file name is harmless.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::time::UNIX_EPOCH;
+
+/// One entry of a listing.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    name: Vec<u8>,
+    dir: bool,
+    size: u64,
+    modified: u64,
+}
+
+/// How to order a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SortKey {
+    Name,
+    Size,
+    Modified,
+}
+
+/// The listing's query options: `sort=name|size|mtime`, `order=asc|desc`, `format=json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub sort: SortKey,
+    pub descending: bool,
+    pub json: bool,
+}
+
+impl Options {
+    /// Options from a query string (unknown keys and values are ignored).
+    pub(crate) fn from_query(query: Option<&str>) -> Options {
+        let mut o = Options { sort: SortKey::Name, descending: false, json: false };
+        for pair in query.unwrap_or("").split('&') {
+            match pair.split_once('=').unwrap_or((pair, "")) {
+                ("sort", "name") => o.sort = SortKey::Name,
+                ("sort", "size") => o.sort = SortKey::Size,
+                ("sort", "mtime") => o.sort = SortKey::Modified,
+                ("order", "desc") => o.descending = true,
+                ("order", "asc") => o.descending = false,
+                ("format", "json") => o.json = true,
+                _ => {}
+            }
+        }
+        o
+    }
+}
+
+/// Reads the entries of the open directory `dir` (dotfiles left out), sorted.
+pub(crate) fn read(dir: &File, options: Options) -> io::Result<Vec<Entry>> {
+    use std::os::fd::AsRawFd;
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.as_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        // Follow symlinks for what they lead to; a dangling one is listed as a file.
+        let meta = match std::fs::metadata(entry.path()) {
+            Ok(m) => m,
+            Err(_) => entry.metadata()?,
+        };
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+        entries.push(Entry { name: name.as_bytes().to_vec(), dir: meta.is_dir(), size: meta.len(), modified });
+    }
+    entries.sort_by(|a, b| {
+        let by_key = match options.sort {
+            SortKey::Name => a.name.cmp(&b.name),
+            SortKey::Size => a.size.cmp(&b.size).then_with(|| a.name.cmp(&b.name)),
+            SortKey::Modified => a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)),
+        };
+        b.dir.cmp(&a.dir).then(if options.descending { by_key.reverse() } else { by_key })
+    });
+    Ok(entries)
+}
+
+/// The HTML page listing `entries` of the directory at URL path `path` (decoded,
+/// ending with `/`).
+pub(crate) fn html(path: &[u8], entries: &[Entry], options: Options) -> String {
+    let mut out = String::with_capacity(1024 + entries.len() * 160);
+    let title = Html(path);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Index of {title}</title><style>\
+         body{{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}}\
+         table{{border-collapse:collapse;width:100%}}th,td{{padding:.2rem .6rem;text-align:left}}\
+         td.n{{text-align:right;font-variant-numeric:tabular-nums}}tr:nth-child(even){{background:#f4f4f4}}\
+         a{{color:#0645ad;text-decoration:none}}a:hover{{text-decoration:underline}}\
+         @media(prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}tr:nth-child(even){{background:#1c1c1c}}a{{color:#8ab4f8}}}}\
+         </style></head>\n<body><h1>Index of {title}</h1>\n<table><thead><tr>"
+    );
+    for (label, key, class) in [("Name", "name", ""), ("Size", "size", " class=\"n\""), ("Modified", "mtime", "")] {
+        let current = matches!(
+            (key, options.sort),
+            ("name", SortKey::Name) | ("size", SortKey::Size) | ("mtime", SortKey::Modified)
+        );
+        let order = if current && !options.descending { "desc" } else { "asc" };
+        let _ = write!(out, "<th{class}><a href=\"?sort={key}&amp;order={order}\">{label}</a></th>");
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    if path != b"/" {
+        out.push_str("<tr><td><a href=\"../\">../</a></td><td class=\"n\">-</td><td></td></tr>\n");
+    }
+    for e in entries {
+        let slash = if e.dir { "/" } else { "" };
+        let _ = write!(out, "<tr><td><a href=\"./{}{slash}\">{}{slash}</a></td>", Href(&e.name), Html(&e.name));
+        if e.dir {
+            out.push_str("<td class=\"n\">-</td>");
+        } else {
+            let _ = write!(out, "<td class=\"n\">{}</td>", e.size);
+        }
+        let _ = writeln!(out, "<td>{}</td></tr>", Utc(e.modified));
+    }
+    out.push_str("</tbody></table></body></html>\n");
+    out
+}
+
+/// The JSON listing: `[{"name":..,"type":"dir"|"file","size":..,"mtime":unix seconds}]`.
+pub(crate) fn json(entries: &[Entry]) -> String {
+    let mut out = String::with_capacity(2 + entries.len() * 80);
+    out.push('[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":\"");
+        for c in String::from_utf8_lossy(&e.name).chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        let kind = if e.dir { "dir" } else { "file" };
+        let _ = write!(out, "\",\"type\":\"{kind}\",\"size\":{},\"mtime\":{}}}", e.size, e.modified);
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// Text escaped for HTML (invalid UTF-8 shown as U+FFFD).
+struct Html<'a>(&'a [u8]);
+
+impl std::fmt::Display for Html<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in String::from_utf8_lossy(self.0).chars() {
+            match c {
+                '&' => f.write_str("&amp;")?,
+                '<' => f.write_str("&lt;")?,
+                '>' => f.write_str("&gt;")?,
+                '"' => f.write_str("&quot;")?,
+                '\'' => f.write_str("&#39;")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name percent-encoded for use as one path segment in a link.
+struct Href<'a>(&'a [u8]);
+
+impl std::fmt::Display for Href<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for &b in self.0 {
+            if b.is_ascii_alphanumeric() || b"-._~!$'()*+,;=:@".contains(&b) {
+                f.write_char(char::from(b))?;
+            } else {
+                write!(f, "%{b:02X}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Unix time as `2026-11-21 06:10`.
+struct Utc(u64);
+
+impl std::fmt::Display for Utc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(self.0));
+        // "Sun, 06 Nov 1994 08:49:37 GMT" → keep it as the HTTP date, minus seconds.
+        f.write_str(text.get(5..22).unwrap_or(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, dir: bool, size: u64, modified: u64) -> Entry {
+        Entry { name: name.as_bytes().to_vec(), dir, size, modified }
+    }
+
+    #[test]
+    fn escapes_names_in_links_and_text() {
+        let entries = [entry("<script>alert(1)</script>.txt", false, 5, 0), entry("a b&c\"d", true, 0, 0)];
+        let page = html(b"/x/", &entries, Options::from_query(None));
+        assert!(!page.contains("<script>alert"));
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;.txt"));
+        assert!(page.contains("href=\"./%3Cscript%3Ealert(1)%3C%2Fscript%3E.txt\""));
+        assert!(page.contains("href=\"./a%20b%26c%22d/\""));
+        assert!(page.contains("href=\"../\""));
+        let json = json(&entries);
+        assert!(json.contains(r#""name":"a b&c\"d","type":"dir""#), "{json}");
+    }
+
+    #[test]
+    fn query_options() {
+        let o = Options::from_query(Some("sort=size&order=desc&format=json"));
+        assert_eq!(o, Options { sort: SortKey::Size, descending: true, json: true });
+        assert_eq!(Options::from_query(Some("sort=bogus")).sort, SortKey::Name);
+    }
+}

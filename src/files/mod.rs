@@ -1,0 +1,321 @@
+//! The static-file handler: files under a root directory with the HTTP semantics
+//! people rely on — validators and conditional requests, byte ranges,
+//! precompressed siblings, cache headers, directory listings, error pages.
+
+mod conditional;
+mod encoding;
+mod listing;
+mod range;
+mod resolve;
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(crate) use resolve::percent_decode;
+
+/// Normalises a decoded request path; false when it is refused (for benchmarks).
+pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> bool {
+    resolve::normalize(path, out).is_ok()
+}
+use resolve::{FileError, Found, OpenFile, Root};
+
+use crate::request::{Method, Request};
+use crate::response::{Body, HeaderValue, Multipart, Response};
+use crate::router::Handler;
+use crate::status::Status;
+use conditional::{Precondition, Validators};
+use encoding::Coding;
+use range::RangeRequest;
+
+/// The handler serving the files under one root directory.
+///
+/// - GET and HEAD of regular files, with `Content-Type` from the name, a strong
+///   `ETag` and `Last-Modified`, `Accept-Ranges: bytes`; other methods get 405
+///   with `Allow: GET, HEAD`.
+/// - Conditional requests (RFC 9110 §13.2.2): `If-Match` / `If-Unmodified-Since`
+///   → 412, `If-None-Match` / `If-Modified-Since` → 304 (If-None-Match wins).
+/// - Ranges (RFC 9110 §14): single ranges → 206, several → `multipart/byteranges`,
+///   none satisfiable → 416, honoured only when `If-Range` matches.
+/// - Precompressed siblings (`NAME.br`, `NAME.gz`) when `Accept-Encoding` allows,
+///   never for ranges; on by default.
+/// - A directory serves its `index.html`; without its trailing slash it is
+///   redirected (301); without an index it is listed when listings are on, else 403.
+/// - Dotfiles and anything resolving outside the root are 403, missing files 404
+///   (or a configured error page, `404.html` in the root, or the SPA fallback).
+///
+/// Mount it with [`Router::mount`](crate::Router::mount) or
+/// [`Router::fallback`](crate::Router::fallback); it serves
+/// [`Request::mounted_path_bytes`].
+#[derive(Debug)]
+pub struct StaticFiles {
+    root: Root,
+    /// Reused for normalised paths.
+    scratch: RefCell<Vec<u8>>,
+    listing: bool,
+    precompressed: bool,
+    cache_control: Option<Arc<str>>,
+    error_pages: Vec<(Status, PathBuf)>,
+    spa_fallback: Option<Vec<u8>>,
+}
+
+impl StaticFiles {
+    /// Serves the directory `root`, which must exist.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
+        let root = root.as_ref();
+        let root =
+            Root::open(root).map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", root.display())))?;
+        Ok(StaticFiles {
+            root,
+            scratch: RefCell::new(Vec::new()),
+            listing: false,
+            precompressed: true,
+            cache_control: None,
+            error_pages: Vec::new(),
+            spa_fallback: None,
+        })
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Lists directories that have no `index.html` (off by default: 403).
+    pub fn listing(mut self, on: bool) -> StaticFiles {
+        self.listing = on;
+        self
+    }
+
+    /// Serves `NAME.br` / `NAME.gz` beside `NAME` to clients that accept them (on by default).
+    pub fn precompressed(mut self, on: bool) -> StaticFiles {
+        self.precompressed = on;
+        self
+    }
+
+    /// Sends `Cache-Control: value` with file responses (200, 206, 304).
+    pub fn cache_control(mut self, value: &str) -> StaticFiles {
+        self.cache_control = Some(Arc::from(value));
+        self
+    }
+
+    /// Answers `status` with the contents of `file` (read when needed) instead of
+    /// the built-in page. Without one for 404, `404.html` in the root is used when present.
+    pub fn error_page(mut self, status: Status, file: impl Into<PathBuf>) -> StaticFiles {
+        self.error_pages.push((status, file.into()));
+        self
+    }
+
+    /// Answers requests for missing files with `file` (a path below the root,
+    /// e.g. `index.html`) and 200, as single-page applications want.
+    pub fn spa_fallback(mut self, file: &str) -> StaticFiles {
+        self.spa_fallback = Some(file.trim_start_matches('/').as_bytes().to_vec());
+        self
+    }
+
+    /// Serves an open file: validators, preconditions, ranges, encodings.
+    fn serve(&self, req: &Request<'_>, found: OpenFile, path: &mut Vec<u8>) -> Response {
+        let mut file = found;
+        let mime = HeaderValue::mime(file.mime, file.text);
+        let headers = req.headers();
+        let range = headers.get_bytes("range");
+        let mut coding = None;
+        if self.precompressed && range.is_none() {
+            if let Some(accept) = headers.get_bytes("accept-encoding") {
+                for c in encoding::acceptable(accept) {
+                    let len = path.len();
+                    path.extend_from_slice(c.suffix());
+                    let sibling = self.root.open_file(path);
+                    path.truncate(len);
+                    if let Ok(sibling) = sibling {
+                        file = sibling;
+                        coding = Some(c);
+                        break;
+                    }
+                }
+            }
+        }
+        let validators = Validators::new(file.len, file.modified);
+        let mut response = match conditional::evaluate(&headers, &validators) {
+            Precondition::Failed => return Response::status(Status(412)),
+            Precondition::NotModified => Response::new(Status(304)),
+            Precondition::Proceed => {
+                let ranges = match range {
+                    Some(value) if coding.is_none() && conditional::if_range_allows(&headers, &validators) => {
+                        range::parse(value, file.len)
+                    }
+                    _ => RangeRequest::Whole,
+                };
+                match ranges {
+                    RangeRequest::Whole => {
+                        Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
+                    }
+                    RangeRequest::Unsatisfiable => {
+                        return Response::status(Status(416))
+                            .with_header("Content-Range", HeaderValue::format(format_args!("bytes */{}", file.len)))
+                            .with_header("Accept-Ranges", "bytes")
+                    }
+                    RangeRequest::Ranges(r) if r.len() == 1 => {
+                        let r = r[0];
+                        Response::new(Status(206))
+                            .with_header(
+                                "Content-Range",
+                                HeaderValue::format(format_args!("bytes {}-{}/{}", r.start, r.end - 1, file.len)),
+                            )
+                            .with_body(Body::File { file: file.file, offset: r.start, len: r.len() })
+                    }
+                    RangeRequest::Ranges(r) => {
+                        let boundary = boundary(&validators);
+                        let mut parts = Multipart::new(file.file);
+                        for (i, r) in r.iter().enumerate() {
+                            let mut head = String::with_capacity(128);
+                            let _ = write!(
+                                head,
+                                "{}--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+                                if i == 0 { "" } else { "\r\n" },
+                                r.start,
+                                r.end - 1,
+                                file.len
+                            );
+                            parts.push_bytes(head.into_bytes());
+                            parts.push_range(r.start, r.len());
+                        }
+                        parts.push_bytes(format!("\r\n--{boundary}--\r\n").into_bytes());
+                        return self
+                            .file_headers(Response::new(Status(206)), &validators, None)
+                            .with_header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
+                            .with_body(Body::Multipart(parts));
+                    }
+                }
+            }
+        };
+        if response.status_code() != Status(304) {
+            response.set_header("Content-Type", mime);
+        }
+        self.file_headers(response, &validators, coding)
+    }
+
+    /// The headers every file response (200, 206, 304) carries.
+    fn file_headers(&self, mut response: Response, v: &Validators, coding: Option<Coding>) -> Response {
+        response.set_header("ETag", v.etag.clone());
+        response.set_header("Last-Modified", v.last_modified());
+        if let Some(cc) = &self.cache_control {
+            response.set_header("Cache-Control", HeaderValue::from(cc.clone()));
+        }
+        if self.precompressed {
+            response.set_header("Vary", "Accept-Encoding");
+        }
+        match coding {
+            Some(c) => response.set_header("Content-Encoding", c.token()),
+            None => response.set_header("Accept-Ranges", "bytes"),
+        }
+        response
+    }
+
+    /// A directory without an index: its listing, or 403.
+    fn directory(&self, req: &Request<'_>, dir: std::fs::File, scratch: &mut Vec<u8>) -> Response {
+        if !self.listing {
+            return self.error(Status::FORBIDDEN, scratch);
+        }
+        let mut options = listing::Options::from_query(req.query());
+        options.json |= req.header("accept").is_some_and(|a| a.contains("application/json"));
+        let entries = match listing::read(&dir, options) {
+            Ok(entries) => entries,
+            Err(e) => {
+                log::error!("{}: listing {}: {e}", req.peer(), req.path());
+                return self.error(Status::INTERNAL_SERVER_ERROR, scratch);
+            }
+        };
+        if options.json {
+            Response::json(listing::json(&entries))
+        } else {
+            Response::html(listing::html(req.path_bytes(), &entries, options))
+        }
+    }
+
+    /// The response for `status`: a configured page, `404.html`, or the built-in one.
+    fn error(&self, status: Status, scratch: &mut Vec<u8>) -> Response {
+        let configured = self.error_pages.iter().find(|(s, _)| *s == status);
+        let page = match configured {
+            Some((_, path)) => std::fs::File::open(path).ok().and_then(|f| {
+                let len = f.metadata().ok().filter(|m| m.is_file())?.len();
+                let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
+                let (mime, text) = resolve::content_type(name);
+                Some((f, len, mime, text))
+            }),
+            None if status == Status::NOT_FOUND => {
+                scratch.clear();
+                scratch.extend_from_slice(b"404.html");
+                self.root.open_file(scratch).ok().map(|f| (f.file, f.len, f.mime, f.text))
+            }
+            None => None,
+        };
+        match page {
+            Some((file, len, mime, text)) => Response::new(status)
+                .with_header("Content-Type", HeaderValue::mime(mime, text))
+                .with_body(Body::File { file, offset: 0, len }),
+            None => Response::status(status),
+        }
+    }
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, req: &Request<'_>) -> Response {
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let path = req.mounted_path_bytes();
+        let found = if path.is_empty() {
+            // The mount point itself, asked for without its slash.
+            scratch.clear();
+            Ok(Found::AddSlash)
+        } else {
+            self.root.resolve(path, &mut scratch)
+        };
+        match found {
+            Ok(Found::File(file)) => self.serve(req, file, &mut scratch),
+            Ok(Found::Directory(dir)) => self.directory(req, dir, &mut scratch),
+            Ok(Found::AddSlash) => {
+                let prefix = &req.path_bytes()[..req.path_bytes().len() - path.len()];
+                let mut location = String::with_capacity(prefix.len() + scratch.len() + 8);
+                resolve::push_encoded(&mut location, prefix);
+                location.push('/');
+                resolve::push_encoded(&mut location, &scratch);
+                if !scratch.is_empty() {
+                    location.push('/');
+                }
+                if let Some(query) = req.query() {
+                    location.push('?');
+                    location.push_str(query);
+                }
+                Response::status(Status::MOVED_PERMANENTLY).with_header("Location", location)
+            }
+            Err(FileError::NotFound) if self.spa_fallback.is_some() => {
+                scratch.clear();
+                scratch.extend_from_slice(self.spa_fallback.as_deref().unwrap_or_default());
+                match self.root.open_file(&mut scratch) {
+                    Ok(file) => self.serve(req, file, &mut scratch),
+                    Err(_) => self.error(Status::NOT_FOUND, &mut scratch),
+                }
+            }
+            Err(e) => {
+                if let FileError::Io(io) = &e {
+                    log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch));
+                }
+                self.error(e.status(), &mut scratch)
+            }
+        }
+    }
+}
+
+/// A multipart boundary unlikely to occur in the file: derived from its validators.
+fn boundary(v: &Validators) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.etag().bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("spindle-{hash:016x}")
+}

@@ -1,0 +1,152 @@
+//! `Range: bytes=...` (RFC 9110 §14): parsing, satisfiability and coalescing.
+
+use smallvec::SmallVec;
+
+/// More ranges than this in one request are answered with the whole file.
+pub(crate) const MAX_RANGES: usize = 16;
+
+/// A satisfiable byte range: `start..end` (end exclusive) of a representation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// The number of bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
+/// What a `Range` header asks of a representation of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RangeRequest {
+    /// Ignore it: malformed, not `bytes`, or too many ranges; send the whole.
+    Whole,
+    /// No range can be satisfied: 416.
+    Unsatisfiable,
+    /// The satisfiable ranges, sorted and with overlapping or adjacent ones merged.
+    Ranges(SmallVec<[ByteRange; 4]>),
+}
+
+/// Parses `value` (a `Range` header) against a representation of `len` bytes.
+pub(crate) fn parse(value: &[u8], len: u64) -> RangeRequest {
+    let Some(specs) = strip_unit(value) else { return RangeRequest::Whole };
+    let mut ranges: SmallVec<[ByteRange; 4]> = SmallVec::new();
+    let mut count = 0;
+    for spec in specs.split(|&b| b == b',') {
+        let spec = trim(spec);
+        if spec.is_empty() {
+            continue;
+        }
+        count += 1;
+        if count > MAX_RANGES {
+            return RangeRequest::Whole;
+        }
+        let Some(dash) = spec.iter().position(|&b| b == b'-') else { return RangeRequest::Whole };
+        let (first, last) = (trim(&spec[..dash]), trim(&spec[dash + 1..]));
+        let range = if first.is_empty() {
+            // `-n`: the last n bytes.
+            let Some(n) = number(last) else { return RangeRequest::Whole };
+            (n > 0 && len > 0).then(|| ByteRange { start: len - n.min(len), end: len })
+        } else {
+            // `a-b` / `a-`
+            let Some(a) = number(first) else { return RangeRequest::Whole };
+            let end = if last.is_empty() {
+                len
+            } else {
+                match number(last) {
+                    Some(b) if b >= a => b.saturating_add(1).min(len),
+                    _ => return RangeRequest::Whole,
+                }
+            };
+            (a < len).then_some(ByteRange { start: a, end })
+        };
+        if let Some(r) = range {
+            ranges.push(r);
+        }
+    }
+    if count == 0 {
+        return RangeRequest::Whole;
+    }
+    if ranges.is_empty() {
+        return RangeRequest::Unsatisfiable;
+    }
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: SmallVec<[ByteRange; 4]> = SmallVec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    RangeRequest::Ranges(merged)
+}
+
+fn strip_unit(value: &[u8]) -> Option<&[u8]> {
+    let value = trim(value);
+    let eq = value.iter().position(|&b| b == b'=')?;
+    trim(&value[..eq]).eq_ignore_ascii_case(b"bytes").then(|| &value[eq + 1..])
+}
+
+/// A non-empty run of decimal digits that fits a u64.
+fn number(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(v: &str, len: u64) -> Vec<(u64, u64)> {
+        match parse(v.as_bytes(), len) {
+            RangeRequest::Ranges(r) => r.iter().map(|r| (r.start, r.end)).collect(),
+            other => panic!("{v}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_ranges() {
+        assert_eq!(ranges("bytes=0-0", 10), [(0, 1)]);
+        assert_eq!(ranges("bytes=2-5", 10), [(2, 6)]);
+        assert_eq!(ranges("bytes=2-", 10), [(2, 10)]);
+        assert_eq!(ranges("bytes=-3", 10), [(7, 10)]);
+        assert_eq!(ranges("bytes=-30", 10), [(0, 10)]);
+        assert_eq!(ranges("bytes=5-100", 10), [(5, 10)]);
+        assert_eq!(ranges("Bytes = 1-2", 10), [(1, 3)]);
+    }
+
+    #[test]
+    fn several_ranges_are_sorted_and_merged() {
+        assert_eq!(ranges("bytes=0-1,4-5", 10), [(0, 2), (4, 6)]);
+        assert_eq!(ranges("bytes=4-5,0-1", 10), [(0, 2), (4, 6)]);
+        assert_eq!(ranges("bytes=0-3,2-5", 10), [(0, 6)]);
+        assert_eq!(ranges("bytes=0-1,2-3", 10), [(0, 4)], "adjacent ranges merge");
+        assert_eq!(ranges("bytes=0-1,20-30", 10), [(0, 2)], "unsatisfiable ones are dropped");
+    }
+
+    #[test]
+    fn unsatisfiable_and_ignored() {
+        assert_eq!(parse(b"bytes=10-", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(b"bytes=10-20,30-", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(b"bytes=-0", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(b"bytes=0-", 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(b"bytes=-5", 0), RangeRequest::Unsatisfiable);
+        for ignored in ["bytes=5-2", "bytes=a-b", "items=0-1", "bytes", "bytes=", "bytes=1", "bytes=--1", "bytes=1-2-3"]
+        {
+            assert_eq!(parse(ignored.as_bytes(), 10), RangeRequest::Whole, "{ignored}");
+        }
+        let many: Vec<String> = (0..=MAX_RANGES).map(|i| format!("{}-{}", i * 2, i * 2)).collect();
+        assert_eq!(parse(format!("bytes={}", many.join(",")).as_bytes(), 100), RangeRequest::Whole);
+    }
+}
