@@ -35,6 +35,10 @@ use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
 
 /// Bytes a lingering close reads and drops before giving up on the client.
 const MAX_LINGER_BYTES: u64 = 1024 * 1024;
+/// File bodies with at least this much left go out with sendfile(2) once the
+/// head (and the first chunk copied after it) is written; smaller ones are
+/// copied through the write buffer.
+const SENDFILE_MIN: u64 = 16 * 1024;
 /// Room kept in the read buffer beyond the largest head, for reading a body.
 const BODY_READ_ROOM: usize = 4096;
 /// A pooled exchange keeps at most this much request-body capacity.
@@ -675,6 +679,16 @@ impl Conn {
     /// `Ok(false)` when the socket would block.
     fn write_some(&mut self, x: &mut Exchange, shared: &mut Shared) -> Result<bool, Flow> {
         if x.wpos as usize == x.wbuf.len() {
+            if let Out::File { file, offset, left } = &mut x.out {
+                if *left >= SENDFILE_MIN {
+                    return self.send_file(file, offset, left, shared).map(|(sent, done)| {
+                        if done {
+                            x.out = Out::None;
+                        }
+                        sent
+                    });
+                }
+            }
             x.wbuf.clear();
             x.wpos = 0;
             if let Err(e) = fill(x) {
@@ -700,6 +714,54 @@ impl Conn {
             Err(e) => {
                 log_io_error(self.peer, "writing", &e);
                 Err(Flow::Close)
+            }
+        }
+    }
+
+    /// Sends up to a send budget of `file` from `offset` with sendfile(2): the
+    /// bytes go from the page cache to the socket without passing through us.
+    /// Returns (progress possible, all sent).
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        left: &mut u64,
+        shared: &mut Shared,
+    ) -> Result<(bool, bool), Flow> {
+        use std::os::fd::AsRawFd;
+        if !self.write_ready {
+            return Ok((false, false));
+        }
+        let count =
+            usize::try_from(*left).unwrap_or(usize::MAX).min(shared.config.send_budget.max(SENDFILE_MIN as usize));
+        let mut off = i64::try_from(*offset).unwrap_or(i64::MAX);
+        // SAFETY: both descriptors are open for the duration of the call; `off` is a valid off_t.
+        let n = unsafe { libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        match n {
+            n if n > 0 => {
+                let n = n as u64;
+                *offset += n;
+                *left -= n;
+                shared.counters.bytes_sent += n;
+                Ok((true, *left == 0))
+            }
+            0 => {
+                log::error!("{}: file shrank while being sent", self.peer);
+                Err(Flow::Close)
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        self.write_ready = false;
+                        Ok((false, false))
+                    }
+                    io::ErrorKind::Interrupted => Ok((true, false)),
+                    _ => {
+                        log_io_error(self.peer, "sending a file", &e);
+                        Err(Flow::Close)
+                    }
+                }
             }
         }
     }
