@@ -18,10 +18,17 @@ pub(crate) struct Validators {
 
 impl Validators {
     /// Validators derived from a file's size and modification time (so they are
-    /// stable across restarts and change whenever either does).
-    pub(crate) fn new(len: u64, modified: SystemTime) -> Validators {
+    /// stable across restarts and change whenever either does), and the name of
+    /// its content coding (empty for identity), so that a precompressed variant
+    /// never shares a strong tag with the identity file.
+    pub(crate) fn new(len: u64, modified: SystemTime, coding: &str) -> Validators {
         let since = modified.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let etag = HeaderValue::format(format_args!("\"{:x}.{:x}-{len:x}\"", since.as_secs(), since.subsec_nanos()));
+        let dash = if coding.is_empty() { "" } else { "-" };
+        let etag = HeaderValue::format(format_args!(
+            "\"{:x}.{:x}-{len:x}{dash}{coding}\"",
+            since.as_secs(),
+            since.subsec_nanos()
+        ));
         Validators { etag, modified: since.as_secs() }
     }
 
@@ -140,7 +147,7 @@ mod tests {
     }
 
     fn v() -> Validators {
-        Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000), "")
     }
 
     const AT: &str = "Tue, 14 Nov 2023 22:13:20 GMT"; // 1_700_000_000
@@ -156,6 +163,8 @@ mod tests {
     fn etag_is_stable_and_quoted() {
         assert_eq!(v().etag(), "\"6553f100.0-400\"");
         assert_eq!(v(), v());
+        let gz = Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000), "gzip");
+        assert_eq!(gz.etag(), "\"6553f100.0-400-gzip\"");
         assert_eq!(v().last_modified().to_string(), AT);
     }
 

@@ -137,7 +137,7 @@ impl StaticFiles {
                 }
             }
         }
-        let validators = Validators::new(file.len, file.modified);
+        let validators = Validators::new(file.len, file.modified, coding.map_or("", Coding::token));
         let mut response = match conditional::evaluate(&headers, &validators) {
             Precondition::Failed => return Response::status(Status(412)),
             Precondition::NotModified => Response::new(Status(304)),
