@@ -105,6 +105,7 @@ enum Out {
     None,
     Static(&'static [u8]),
     Bytes(Vec<u8>, usize),
+    Shared(std::sync::Arc<[u8]>, usize),
     File {
         file: File,
         offset: u64,
@@ -617,6 +618,7 @@ impl Conn {
             Body::Empty => Out::None,
             Body::Static(bytes) => Out::Static(bytes),
             Body::Bytes(bytes) => Out::Bytes(bytes, 0),
+            Body::Shared(bytes) => Out::Shared(bytes, 0),
             Body::Page(status) => {
                 head::write_page(&mut x.wbuf, status);
                 Out::None
@@ -847,6 +849,7 @@ fn fill(x: &mut Exchange) -> io::Result<()> {
             rest.is_empty()
         }
         Out::Bytes(bytes, pos) => copy_bytes(&mut x.wbuf, bytes, pos, room),
+        Out::Shared(bytes, pos) => copy_bytes(&mut x.wbuf, bytes, pos, room),
         Out::File { file, offset, left } => read_file(&mut x.wbuf, file, offset, left, room)?,
         Out::Multipart(parts) => {
             while x.wbuf.len() < x.wbuf.capacity() {

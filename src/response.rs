@@ -143,6 +143,8 @@ pub enum Body {
     Static(&'static [u8]),
     /// Bytes owned by the response.
     Bytes(Vec<u8>),
+    /// Bytes shared with other responses (e.g. a cached file).
+    Shared(Arc<[u8]>),
     /// The server's small built-in HTML page for a status (see [`Response::status`]).
     Page(Status),
     /// Parts of a file with bytes between them (`multipart/byteranges`), streamed.
@@ -165,6 +167,7 @@ impl Body {
             Body::Empty => 0,
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
+            Body::Shared(b) => b.len() as u64,
             Body::Page(status) => crate::head::page_len(*status),
             Body::File { len, .. } => *len,
             Body::Multipart(m) => m.len,

@@ -39,6 +39,7 @@ Options:
       --listing               List directories that have no index.html
       --cache-control VALUE   Cache-Control for file responses (e.g. 'max-age=3600')
       --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
+      --no-file-cache         Do not keep small files in memory (revalidated per request)
       --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
       --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)
   -h, --help                  Print help
@@ -63,6 +64,7 @@ struct FileOptions {
     listing: bool,
     cache_control: Option<String>,
     no_precompressed: bool,
+    no_file_cache: bool,
     error_pages: Vec<(u16, PathBuf)>,
     spa: Option<String>,
 }
@@ -113,6 +115,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             Long("listing") => files.listing = true,
             Long("cache-control") => files.cache_control = Some(parser.value()?.parse()?),
             Long("no-precompressed") => files.no_precompressed = true,
+            Long("no-file-cache") => files.no_file_cache = true,
             Long("error-page") => {
                 let spec: String = parser.value()?.parse()?;
                 let page = spec.split_once('=').and_then(|(s, f)| Some((s.parse::<u16>().ok()?, f)));
@@ -225,7 +228,8 @@ fn serve(args: Args) -> Result<(), String> {
     let mut files = StaticFiles::new(&args.root)
         .map_err(|e| e.to_string())?
         .listing(args.files.listing)
-        .precompressed(!args.files.no_precompressed);
+        .precompressed(!args.files.no_precompressed)
+        .file_cache(!args.files.no_file_cache);
     if let Some(value) = &args.files.cache_control {
         files = files.cache_control(value);
     }

@@ -2,6 +2,7 @@
 //! people rely on — validators and conditional requests, byte ranges,
 //! precompressed siblings, cache headers, directory listings, error pages.
 
+mod cache;
 mod conditional;
 mod encoding;
 mod listing;
@@ -11,6 +12,7 @@ mod resolve;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,6 +56,9 @@ pub struct StaticFiles {
     root: Root,
     /// Reused for normalised paths.
     scratch: RefCell<Vec<u8>>,
+    /// Reused for the open-file cache's keys.
+    key: RefCell<Vec<u8>>,
+    cache: Option<RefCell<cache::FileCache>>,
     listing: bool,
     precompressed: bool,
     cache_control: Option<Arc<str>>,
@@ -70,6 +75,8 @@ impl StaticFiles {
         Ok(StaticFiles {
             root,
             scratch: RefCell::new(Vec::new()),
+            key: RefCell::new(Vec::new()),
+            cache: Some(RefCell::default()),
             listing: false,
             precompressed: true,
             cache_control: None,
@@ -86,6 +93,13 @@ impl StaticFiles {
     /// Lists directories that have no `index.html` (off by default: 403).
     pub fn listing(mut self, on: bool) -> StaticFiles {
         self.listing = on;
+        self
+    }
+
+    /// Keeps small files (up to 64 KiB) in memory, revalidated against the file
+    /// system with one `statx` per request, so changes are served at once (on by default).
+    pub fn file_cache(mut self, on: bool) -> StaticFiles {
+        self.cache = on.then(RefCell::default);
         self
     }
 
@@ -116,7 +130,7 @@ impl StaticFiles {
     }
 
     /// Serves an open file: validators, preconditions, ranges, encodings.
-    fn serve(&self, req: &Request<'_>, found: OpenFile, path: &mut Vec<u8>) -> Response {
+    fn serve(&self, req: &Request<'_>, found: OpenFile, path: &mut Vec<u8>, cacheable: bool) -> Response {
         let mut file = found;
         let mime = HeaderValue::mime(file.mime, file.text);
         let headers = req.headers();
@@ -149,6 +163,13 @@ impl StaticFiles {
                     _ => RangeRequest::Whole,
                 };
                 match ranges {
+                    RangeRequest::Whole if cacheable && coding.is_none() => {
+                        let body = match self.remember(file, path, &mime, &validators) {
+                            Ok(contents) => Body::Shared(contents),
+                            Err(file) => Body::File { file: file.file, offset: 0, len: file.len },
+                        };
+                        Response::new(Status::OK).with_body(body)
+                    }
                     RangeRequest::Whole => {
                         Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
                     }
@@ -195,6 +216,80 @@ impl StaticFiles {
             response.set_header("Content-Type", mime);
         }
         self.file_headers(response, &validators, coding)
+    }
+
+    /// Answers from the open-file cache when the request is for a cached file that
+    /// has not changed and wants its identity representation whole.
+    fn from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Response> {
+        let mut key = self.key.borrow_mut();
+        key.clear();
+        let cache = self.cache.as_ref()?;
+        let headers = req.headers();
+        if !self.root.can_cache() || headers.get_bytes("range").is_some() {
+            return None;
+        }
+        if self.precompressed
+            && headers.get_bytes("accept-encoding").is_some_and(|a| encoding::acceptable(a).next().is_some())
+        {
+            return None;
+        }
+        let Ok(trailing_slash) = resolve::normalize(path, &mut key) else {
+            key.clear();
+            return None;
+        };
+        key.push(u8::from(trailing_slash));
+        let mut cache = cache.borrow_mut();
+        let entry = cache.get(&key)?;
+        if self.root.identity(&entry.path) != Some(entry.identity) {
+            cache.remove(&key);
+            return None;
+        }
+        let response = match conditional::evaluate(&headers, &entry.validators) {
+            Precondition::Failed => return Some(Response::status(Status(412))),
+            Precondition::NotModified => Response::new(Status(304)),
+            Precondition::Proceed => Response::new(Status::OK)
+                .with_header("Content-Type", entry.content_type.clone())
+                .with_body(Body::Shared(entry.contents.clone())),
+        };
+        Some(self.file_headers(response, &entry.validators, None))
+    }
+
+    /// Reads a small file into the open-file cache (under the key `from_cache` left)
+    /// and returns its contents; hands the file back when it is not cached.
+    fn remember(
+        &self,
+        file: OpenFile,
+        path: &[u8],
+        content_type: &HeaderValue,
+        validators: &Validators,
+    ) -> Result<Arc<[u8]>, OpenFile> {
+        let Some(cache) = &self.cache else { return Err(file) };
+        if file.len > cache::MAX_FILE || !self.root.can_cache() {
+            return Err(file);
+        }
+        let Ok(meta) = file.file.metadata() else { return Err(file) };
+        let identity = cache::Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+        };
+        let mut contents = vec![0; file.len as usize];
+        if identity.len != file.len || file.file.read_exact_at(&mut contents, 0).is_err() {
+            return Err(file);
+        }
+        let contents: Arc<[u8]> = contents.into();
+        let mut file_path = path.to_vec();
+        file_path.push(0);
+        let entry = cache::Entry {
+            path: file_path.into(),
+            identity,
+            contents: contents.clone(),
+            content_type: content_type.clone(),
+            validators: validators.clone(),
+        };
+        cache.borrow_mut().insert(&self.key.borrow(), entry);
+        Ok(contents)
     }
 
     /// The headers every file response (200, 206, 304) carries.
@@ -266,8 +361,14 @@ impl Handler for StaticFiles {
         if !matches!(req.method(), Method::Get | Method::Head) {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
         }
-        let mut scratch = self.scratch.borrow_mut();
         let path = req.mounted_path_bytes();
+        if let Some(response) = self.from_cache(req, path) {
+            return response;
+        }
+        // `from_cache` left the key for this path in `self.key`, or cleared it
+        // when this request may not be cached.
+        let cacheable = !self.key.borrow().is_empty();
+        let mut scratch = self.scratch.borrow_mut();
         let found = if path.is_empty() {
             // The mount point itself, asked for without its slash.
             scratch.clear();
@@ -276,7 +377,7 @@ impl Handler for StaticFiles {
             self.root.resolve(path, &mut scratch)
         };
         match found {
-            Ok(Found::File(file)) => self.serve(req, file, &mut scratch),
+            Ok(Found::File(file)) => self.serve(req, file, &mut scratch, cacheable),
             Ok(Found::Directory(dir)) => self.directory(req, dir, &mut scratch),
             Ok(Found::AddSlash) => {
                 let prefix = &req.path_bytes()[..req.path_bytes().len() - path.len()];
@@ -297,7 +398,7 @@ impl Handler for StaticFiles {
                 scratch.clear();
                 scratch.extend_from_slice(self.spa_fallback.as_deref().unwrap_or_default());
                 match self.root.open_file(&mut scratch) {
-                    Ok(file) => self.serve(req, file, &mut scratch),
+                    Ok(file) => self.serve(req, file, &mut scratch, false),
                     Err(_) => self.error(Status::NOT_FOUND, &mut scratch),
                 }
             }

@@ -163,6 +163,31 @@ impl Root {
         Ok(OpenFile { file, len: meta.len(), modified, mime, text })
     }
 
+    /// The identity of the file at `rel` (NUL-terminated, below the root, symlinks
+    /// followed), or `None` when it cannot be had. Only when paths are resolved
+    /// with `openat2`: a cached file is trusted only while its identity holds.
+    pub(crate) fn identity(&self, rel: &[u8]) -> Option<super::cache::Identity> {
+        if !self.beneath {
+            return None;
+        }
+        let path = CStr::from_bytes_with_nul(rel).ok()?;
+        // SAFETY: statx is plain data; all-zero is a valid value to be overwritten.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and `stx` a valid out-pointer.
+        let rc = unsafe { libc::statx(self.root.as_raw_fd(), path.as_ptr(), 0, libc::STATX_BASIC_STATS, &mut stx) };
+        (rc == 0).then(|| super::cache::Identity {
+            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            ino: stx.stx_ino,
+            len: stx.stx_size,
+            mtime: (stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+        })
+    }
+
+    /// Whether files can be cached (their identity checked by path).
+    pub(crate) fn can_cache(&self) -> bool {
+        self.beneath
+    }
+
     /// Opens `rel` (or `empty` when `rel` is empty) below the root, read-only and non-blocking.
     fn open_rel(&self, rel: &mut Vec<u8>, empty: &[u8]) -> Result<File, FileError> {
         let len = rel.len();

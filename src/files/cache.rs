@@ -1,0 +1,108 @@
+//! The open-file cache (nginx's `open_file_cache`, for small files): contents,
+//! type and validators of hot small files, kept in memory and revalidated with
+//! one `statx` per request, so a changed file is served at once while an
+//! unchanged one costs no open, read or close.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::response::HeaderValue;
+
+use super::conditional::Validators;
+
+/// Files up to this size are cached.
+pub(crate) const MAX_FILE: u64 = 64 * 1024;
+/// Most entries kept.
+const MAX_ENTRIES: usize = 1024;
+/// Most content bytes kept.
+const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// What identifies one version of a file: a change to any of these is a new file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime: (i64, u32),
+}
+
+/// A cached file.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The file's path below the root, NUL-terminated (for `statx`).
+    pub path: Box<[u8]>,
+    pub identity: Identity,
+    pub contents: Arc<[u8]>,
+    pub content_type: HeaderValue,
+    pub validators: Validators,
+}
+
+/// Cached files by normalised request path (plus a trailing-slash byte).
+#[derive(Debug, Default)]
+pub(crate) struct FileCache {
+    entries: HashMap<Box<[u8]>, Entry>,
+    bytes: usize,
+}
+
+impl FileCache {
+    /// The entry for `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Forgets `key` (its file changed or vanished).
+    pub(crate) fn remove(&mut self, key: &[u8]) {
+        if let Some(old) = self.entries.remove(key) {
+            self.bytes -= old.contents.len();
+        }
+    }
+
+    /// Keeps `entry` under `key`, making room by dropping other entries.
+    pub(crate) fn insert(&mut self, key: &[u8], entry: Entry) {
+        self.remove(key);
+        while self.entries.len() >= MAX_ENTRIES || self.bytes + entry.contents.len() > MAX_BYTES {
+            let Some(victim) = self.entries.keys().next().cloned() else { break };
+            self.remove(&victim);
+        }
+        self.bytes += entry.contents.len();
+        self.entries.insert(key.into(), entry);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn entry(size: usize) -> Entry {
+        Entry {
+            path: b"x\0".to_vec().into(),
+            identity: Identity { dev: 1, ino: 2, len: size as u64, mtime: (3, 4) },
+            contents: vec![0; size].into(),
+            content_type: HeaderValue::from("text/plain"),
+            validators: Validators::new(size as u64, UNIX_EPOCH, ""),
+        }
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes() {
+        let mut cache = FileCache::default();
+        for i in 0..MAX_ENTRIES + 10 {
+            cache.insert(format!("k{i}").as_bytes(), entry(1));
+        }
+        assert_eq!(cache.len(), MAX_ENTRIES);
+        let big = MAX_BYTES / 4 + 1;
+        for i in 0..5 {
+            cache.insert(format!("big{i}").as_bytes(), entry(big));
+        }
+        assert!(cache.bytes <= MAX_BYTES);
+        cache.insert(b"k", entry(10));
+        cache.insert(b"k", entry(20));
+        assert_eq!(cache.get(b"k").map(|e| e.contents.len()), Some(20));
+    }
+}
