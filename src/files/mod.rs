@@ -220,7 +220,7 @@ impl StaticFiles {
 
     /// Answers from the open-file cache when the request is for a cached file that
     /// has not changed and wants its identity representation whole.
-    fn from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Response> {
+    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Response> {
         let mut key = self.key.borrow_mut();
         key.clear();
         let cache = self.cache.as_ref()?;
@@ -254,7 +254,7 @@ impl StaticFiles {
         Some(self.file_headers(response, &entry.validators, None))
     }
 
-    /// Reads a small file into the open-file cache (under the key `from_cache` left)
+    /// Reads a small file into the open-file cache (under the key `answer_from_cache` left)
     /// and returns its contents; hands the file back when it is not cached.
     fn remember(
         &self,
@@ -362,10 +362,10 @@ impl Handler for StaticFiles {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
         }
         let path = req.mounted_path_bytes();
-        if let Some(response) = self.from_cache(req, path) {
+        if let Some(response) = self.answer_from_cache(req, path) {
             return response;
         }
-        // `from_cache` left the key for this path in `self.key`, or cleared it
+        // `answer_from_cache` left the key for this path in `self.key`, or cleared it
         // when this request may not be cached.
         let cacheable = !self.key.borrow().is_empty();
         let mut scratch = self.scratch.borrow_mut();
