@@ -29,12 +29,11 @@ impl Coding {
     }
 }
 
-/// The codings `accept` (an `Accept-Encoding` value) allows, best first
-/// (higher q first; brotli before gzip at equal q). `q=0` refuses a coding; `*`
-/// stands for codings not named.
-pub(crate) fn acceptable(accept: &[u8]) -> impl Iterator<Item = Coding> {
-    let (mut br, mut gzip, mut star) = (None::<u16>, None::<u16>, None::<u16>);
-    for item in list_items(accept) {
+/// The weight (in thousandths) of each element of a list header such as
+/// `Accept`: (element without parameters, q), q defaulting to 1 and `None`
+/// when malformed.
+pub(crate) fn weighted(list: &[u8]) -> impl Iterator<Item = (&[u8], Option<u16>)> {
+    list_items(list).map(|item| {
         let mut parts = item.split(|&b| b == b';');
         let name = trim(parts.next().unwrap_or_default());
         let q = parts
@@ -44,6 +43,16 @@ pub(crate) fn acceptable(accept: &[u8]) -> impl Iterator<Item = Coding> {
             })
             .next()
             .map_or(Some(1000), qvalue);
+        (name, q)
+    })
+}
+
+/// The codings `accept` (an `Accept-Encoding` value) allows, best first
+/// (higher q first; brotli before gzip at equal q). `q=0` refuses a coding; `*`
+/// stands for codings not named.
+pub(crate) fn acceptable(accept: &[u8]) -> impl Iterator<Item = Coding> {
+    let (mut br, mut gzip, mut star) = (None::<u16>, None::<u16>, None::<u16>);
+    for (name, q) in weighted(accept) {
         let Some(q) = q else { continue };
         if name.eq_ignore_ascii_case(b"br") {
             br = Some(q);
@@ -62,7 +71,7 @@ pub(crate) fn acceptable(accept: &[u8]) -> impl Iterator<Item = Coding> {
 }
 
 /// A qvalue (`0`, `0.5`, `1.000`) in thousandths; `None` when malformed.
-fn qvalue(s: &[u8]) -> Option<u16> {
+pub(crate) fn qvalue(s: &[u8]) -> Option<u16> {
     let s = trim(s);
     let (int, frac) = match s.iter().position(|&b| b == b'.') {
         Some(dot) => (&s[..dot], &s[dot + 1..]),

@@ -54,6 +54,25 @@ impl Options {
     }
 }
 
+/// Whether an `Accept` value asks for JSON rather than HTML: `application/json`
+/// acceptable (q > 0, any case) and weighted above `text/html` (or `text/*`, `*/*`).
+pub(crate) fn prefers_json(accept: &[u8]) -> bool {
+    let (mut json, mut html, mut text, mut any) = (0, None, None, None);
+    for (name, q) in super::encoding::weighted(accept) {
+        let Some(q) = q else { continue };
+        if name.eq_ignore_ascii_case(b"application/json") {
+            json = q;
+        } else if name.eq_ignore_ascii_case(b"text/html") {
+            html = Some(q);
+        } else if name.eq_ignore_ascii_case(b"text/*") {
+            text = Some(q);
+        } else if name == b"*/*" {
+            any = Some(q);
+        }
+    }
+    json > 0 && json > html.or(text).or(any).unwrap_or(0)
+}
+
 /// Reads the entries of the open directory `dir` (dotfiles left out), sorted.
 pub(crate) fn read(dir: &File, options: Options) -> io::Result<Vec<Entry>> {
     use std::os::fd::AsRawFd;
@@ -216,6 +235,17 @@ mod tests {
         assert!(page.contains("href=\"../\""));
         let json = json(&entries);
         assert!(json.contains(r#""name":"a b&c\"d","type":"dir""#), "{json}");
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(prefers_json(b"application/json"));
+        assert!(prefers_json(b"Application/JSON"));
+        assert!(prefers_json(b"application/json, text/html;q=0.5"));
+        assert!(!prefers_json(b"text/html, application/json;q=0"));
+        assert!(!prefers_json(b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(!prefers_json(b"*/*"));
+        assert!(!prefers_json(b""));
     }
 
     #[test]

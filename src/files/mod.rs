@@ -315,7 +315,7 @@ impl StaticFiles {
             return self.error(Status::FORBIDDEN, scratch);
         }
         let mut options = listing::Options::from_query(req.query());
-        options.json |= req.header("accept").is_some_and(|a| a.contains("application/json"));
+        options.json |= req.headers().get_bytes("accept").is_some_and(listing::prefers_json);
         let entries = match listing::read(&dir, options) {
             Ok(entries) => entries,
             Err(e) => {
