@@ -80,6 +80,8 @@ pub(crate) enum Phase {
     Head,
     /// Reading and decoding a request body.
     Body,
+    /// Holding a delayed response until its time comes.
+    Delay,
     /// Sending a response.
     Send,
     /// Closing after a response: reading and dropping what the client still sends,
@@ -137,12 +139,15 @@ pub(crate) struct Exchange {
     wpos: u32,
     out: Out,
     lingered: u64,
+    /// A response held back until `delay_until` (see [`Response::with_delay`]).
+    delayed: Option<Response>,
+    delay_until: Option<Millis>,
 }
 
 impl Exchange {
     /// Whether nothing is in flight: no input buffered, no output pending, no request open.
     fn is_empty(&self) -> bool {
-        self.rpos == self.rend && !self.sending() && self.request.is_none()
+        self.rpos == self.rend && !self.sending() && self.request.is_none() && self.delayed.is_none()
     }
 
     /// Forgets everything in flight, keeping (bounded) buffer memory.
@@ -162,6 +167,8 @@ impl Exchange {
         self.wpos = 0;
         self.out = Out::None;
         self.lingered = 0;
+        self.delayed = None;
+        self.delay_until = None;
     }
 
     /// Unconsumed input.
@@ -292,6 +299,7 @@ impl Conn {
                 Phase::Body => self.read_body(&mut x, shared),
                 Phase::Send => self.send(&mut x, shared, &mut budget, &mut progressed),
                 Phase::Linger => self.linger(&mut x),
+                Phase::Delay => Some(Flow::Wait),
             };
             if let Some(flow) = step {
                 break flow;
@@ -303,6 +311,23 @@ impl Conn {
             self.recycle(shared);
         }
         flow
+    }
+
+    /// The time a delayed response is due, to be handed to the server's delay
+    /// queue once (taken).
+    pub(crate) fn take_delay_deadline(&mut self) -> Option<Millis> {
+        self.exchange.as_mut().and_then(|x| x.delay_until.take())
+    }
+
+    /// Sends the delayed response whose time has come, then carries on.
+    pub(crate) fn delay_over(&mut self, shared: &mut Shared) -> Flow {
+        let Some(mut x) = self.exchange.take() else { return Flow::Close };
+        if let Some(response) = x.delayed.take() {
+            let head_only = x.request.is_some_and(|r| r.method == Method::Head);
+            self.write_response(&mut x, response, head_only, shared);
+        }
+        self.exchange = Some(x);
+        self.drive(shared)
     }
 
     /// Handles an expired deadline of `kind`.
@@ -583,7 +608,13 @@ impl Conn {
     }
 
     /// Writes `response` into the write buffer and starts sending it.
-    fn write_response(&mut self, x: &mut Exchange, response: Response, head_only: bool, shared: &mut Shared) {
+    fn write_response(&mut self, x: &mut Exchange, mut response: Response, head_only: bool, shared: &mut Shared) {
+        if let Some(delay) = response.take_delay() {
+            x.delay_until = Some(shared.now.saturating_add(crate::timer::duration_ms(delay)));
+            x.delayed = Some(response);
+            self.phase = Phase::Delay;
+            return;
+        }
         let (status, headers, body, close) = response.into_parts();
         if close {
             self.keep_alive = false;

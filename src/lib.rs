@@ -31,6 +31,7 @@ mod conn;
 mod date;
 mod files;
 mod head;
+pub mod loadtest;
 mod middleware;
 mod parse;
 mod pool;

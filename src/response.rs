@@ -228,12 +228,14 @@ pub struct Response {
     body: Body,
     /// Close the connection after this response.
     close: bool,
+    /// Hold the response back this long before sending it.
+    delay: Option<std::time::Duration>,
 }
 
 impl Response {
     /// A response with `status`, no header fields and an empty body.
     pub fn new(status: Status) -> Response {
-        Response { status, headers: SmallVec::new(), body: Body::Empty, close: false }
+        Response { status, headers: SmallVec::new(), body: Body::Empty, close: false, delay: None }
     }
 
     /// 200 with a `text/plain; charset=utf-8` body.
@@ -328,6 +330,23 @@ impl Response {
     pub fn with_close(mut self) -> Response {
         self.close = true;
         self
+    }
+
+    /// Asks the server to send this response only after `delay`, timed by the
+    /// event loop (nothing sleeps; other clients are served meanwhile).
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Response {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// How long the server holds this response back.
+    pub fn delay(&self) -> Option<std::time::Duration> {
+        self.delay
+    }
+
+    /// Takes the delay off (the server, when it is over).
+    pub(crate) fn take_delay(&mut self) -> Option<std::time::Duration> {
+        self.delay.take()
     }
 
     /// Whether the connection closes after this response.

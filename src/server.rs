@@ -1,6 +1,8 @@
 //! The server object: listeners, connections and deadlines, driven by a `Poll`
 //! that someone else owns.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,6 +66,8 @@ pub struct Server {
     /// Try the listeners again at the end of this turn.
     accept_resume: bool,
     last_pressure_warning: Option<Millis>,
+    /// Delayed responses by due time: (due, slab key, generation).
+    delays: BinaryHeap<Reverse<(Millis, usize, u16)>>,
     /// When the buffer pools are next trimmed.
     next_pool_trim: Millis,
     /// Graceful shutdown: everything still open is closed at this time.
@@ -143,6 +147,7 @@ impl Server {
             accept_resume: false,
             last_pressure_warning: None,
             next_pool_trim: POOL_TRIM_MS,
+            delays: BinaryHeap::new(),
             drain_deadline: None,
         }
     }
@@ -227,7 +232,8 @@ impl Server {
         if !self.yielded.is_empty() || self.accept_resume {
             return Some(Duration::ZERO);
         }
-        let next = [self.timers.next_deadline(&self.conns), self.accept_paused_until, self.drain_deadline]
+        let next_delay = self.delays.peek().map(|Reverse((at, _, _))| *at);
+        let next = [self.timers.next_deadline(&self.conns), self.accept_paused_until, self.drain_deadline, next_delay]
             .into_iter()
             .flatten()
             .min()?;
@@ -243,6 +249,15 @@ impl Server {
                 let flow = conn.timed_out(kind, &mut self.shared);
                 self.settle(registry, key, flow);
             }
+        }
+        while let Some(&Reverse((at, key, gen))) = self.delays.peek() {
+            if at > now {
+                break;
+            }
+            self.delays.pop();
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { continue };
+            let flow = conn.delay_over(&mut self.shared);
+            self.settle(registry, key, flow);
         }
         let mut yielded = std::mem::take(&mut self.yielded_spare);
         std::mem::swap(&mut yielded, &mut self.yielded);
@@ -320,7 +335,7 @@ impl Server {
                 Phase::Idle => stats.idle += 1,
                 Phase::Head => stats.reading_head += 1,
                 Phase::Body => stats.reading_body += 1,
-                Phase::Send => stats.sending += 1,
+                Phase::Send | Phase::Delay => stats.sending += 1,
                 Phase::Linger => stats.closing += 1,
             }
         }
@@ -364,6 +379,9 @@ impl Server {
             // An idle connection can make room for a client waiting in the backlog.
             self.accept_full = false;
             self.accept_resume = true;
+        }
+        if let Some(at) = conn.take_delay_deadline() {
+            self.delays.push(Reverse((at, key, gen)));
         }
         if let Some(kind) = conn.arm.take() {
             self.timers.arm(&mut self.conns, key, kind, self.shared.now);

@@ -42,6 +42,7 @@ Options:
       --no-file-cache         Do not keep small files in memory (revalidated per request)
       --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
       --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)
+      --load-test             Serve /plaintext, /json, /bytes/N, /status/CODE, /delay/MS (for wrk and co.)
   -h, --help                  Print help
   -V, --version               Print version
 
@@ -57,6 +58,7 @@ struct Args {
     headers: SetHeaders,
     health: Option<String>,
     files: FileOptions,
+    load_test: bool,
 }
 
 #[derive(Default)]
@@ -78,6 +80,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     let mut headers = SetHeaders::new();
     let mut health = None;
     let mut files = FileOptions::default();
+    let mut load_test = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -127,6 +130,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
                 }
             }
             Long("spa") => files.spa = Some(parser.value()?.parse()?),
+            Long("load-test") => load_test = true,
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 return Ok(None);
@@ -143,7 +147,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     let root = root.unwrap_or_else(|| PathBuf::from("www"));
-    Ok(Some(Args { config, root, listen, access_log, headers, health, files }))
+    Ok(Some(Args { config, root, listen, access_log, headers, health, files, load_test }))
 }
 
 fn positive(n: usize) -> Result<usize, lexopt::Error> {
@@ -246,6 +250,9 @@ fn serve(args: Args) -> Result<(), String> {
         router = router.get(path, move |_: &Request<'_>| {
             Response::json(format!(r#"{{"status":"ok","uptime_seconds":{}}}"#, started.elapsed().as_secs()))
         });
+    }
+    if args.load_test {
+        router = router.load_test_endpoints();
     }
     router = router.fallback(files);
     if !args.headers.is_empty() {

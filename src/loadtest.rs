@@ -1,0 +1,81 @@
+//! Endpoints for load-testing tools (wrk, proxies, load balancers), opt-in with
+//! [`Router::load_test_endpoints`](crate::Router::load_test_endpoints):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /plaintext` | `Hello, World!` as text/plain (the TechEmpower shape) |
+//! | `GET /json` | `{"message":"Hello, World!"}` as application/json |
+//! | `GET /bytes/N` | N zero bytes (N ≤ 16 MiB), application/octet-stream |
+//! | `GET /status/CODE` | status CODE (200–599) with the built-in page |
+//! | `GET /delay/MS` | 200 after MS milliseconds (≤ 60 s), timed by the event loop |
+//!
+//! Every answer is built without allocating.
+
+use std::time::Duration;
+
+use crate::request::Request;
+use crate::response::{Body, HeaderValue, Response};
+use crate::router::Router;
+use crate::status::Status;
+
+/// Largest `/bytes/N` body.
+pub const MAX_BYTES: usize = 16 << 20;
+/// Longest `/delay/MS`.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// Zeros for `/bytes/N`: untouched static memory, so it costs no resident memory
+/// until read, and then maps to the kernel's zero page.
+static ZEROS: [u8; MAX_BYTES] = [0; MAX_BYTES];
+
+fn number(req: &Request<'_>, name: &str) -> Option<u64> {
+    req.param(name).filter(|v| v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
+}
+
+fn plaintext(_: &Request<'_>) -> Response {
+    Response::new(Status::OK)
+        .with_header("Content-Type", HeaderValue::mime("text/plain", true))
+        .with_body(Body::Static(b"Hello, World!"))
+}
+
+fn json(_: &Request<'_>) -> Response {
+    Response::new(Status::OK)
+        .with_header("Content-Type", "application/json")
+        .with_body(Body::Static(br#"{"message":"Hello, World!"}"#))
+}
+
+fn bytes(req: &Request<'_>) -> Response {
+    match number(req, "n").and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= MAX_BYTES) {
+        Some(n) => Response::new(Status::OK)
+            .with_header("Content-Type", "application/octet-stream")
+            .with_body(Body::Static(&ZEROS[..n])),
+        None => Response::status(Status::BAD_REQUEST),
+    }
+}
+
+fn status(req: &Request<'_>) -> Response {
+    match number(req, "code").filter(|c| (200..600).contains(c)) {
+        Some(code) => Response::status(Status(code as u16)),
+        None => Response::status(Status::BAD_REQUEST),
+    }
+}
+
+fn delay(req: &Request<'_>) -> Response {
+    match number(req, "ms").filter(|&ms| ms <= MAX_DELAY_MS) {
+        Some(ms) => Response::new(Status::OK)
+            .with_header("Content-Type", HeaderValue::mime("text/plain", true))
+            .with_body(Body::Static(b"delayed\n"))
+            .with_delay(Duration::from_millis(ms)),
+        None => Response::status(Status::BAD_REQUEST),
+    }
+}
+
+impl Router {
+    /// Adds the load-testing endpoints described in [this module](crate::loadtest).
+    pub fn load_test_endpoints(self) -> Router {
+        self.get("/plaintext", plaintext)
+            .get("/json", json)
+            .get("/bytes/:n", bytes)
+            .get("/status/:code", status)
+            .get("/delay/:ms", delay)
+    }
+}

@@ -1,0 +1,90 @@
+//! The opt-in load-testing endpoints: fixed answers, sized bodies, statuses on
+//! demand, and delays timed by the event loop (never by sleeping).
+
+mod common;
+
+use std::io::BufReader;
+use std::time::{Duration, Instant};
+
+use common::*;
+use spindle::{Config, Router, StaticFiles};
+
+fn server() -> (TestServer, tempfile::TempDir) {
+    let root = site();
+    let router = Router::new().load_test_endpoints().fallback(StaticFiles::new(root.path()).unwrap());
+    (TestServer::with_router(router, Config::default()), root)
+}
+
+#[test]
+fn fixed_answers() {
+    let (server, _root) = server();
+    let r = get(server.addr, "/plaintext");
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let r = get(server.addr, "/json");
+    assert_eq!((r.status, r.text().as_str()), (200, r#"{"message":"Hello, World!"}"#));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // Files are still served beside them.
+    assert_eq!(get(server.addr, "/style.css").status, 200);
+}
+
+#[test]
+fn sized_bodies_and_statuses() {
+    let (server, _root) = server();
+    for n in [0usize, 1, 1000, 100_000, 16 << 20] {
+        let r = get(server.addr, &format!("/bytes/{n}"));
+        assert_eq!(r.status, 200, "/bytes/{n}");
+        assert_eq!(r.body.len(), n);
+        assert!(r.body.iter().all(|&b| b == 0));
+    }
+    for bad in ["/bytes/16777217", "/bytes/-1", "/bytes/x", "/bytes/99999999999999999999"] {
+        assert_eq!(get(server.addr, bad).status, 400, "{bad}");
+    }
+    for code in [200u16, 201, 301, 404, 418, 503, 599] {
+        assert_eq!(get(server.addr, &format!("/status/{code}")).status, code);
+    }
+    let r = get(server.addr, "/status/204");
+    assert_eq!((r.status, r.body.len()), (204, 0));
+    for bad in ["/status/100", "/status/600", "/status/abc"] {
+        assert_eq!(get(server.addr, bad).status, 400, "{bad}");
+    }
+}
+
+#[test]
+fn delays_are_timed_by_the_loop_and_do_not_block_others() {
+    let (server, _root) = server();
+    let started = Instant::now();
+    // Twenty clients wait 400 ms each, at the same time.
+    let mut waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let mut c = connect(server.addr);
+            std::io::Write::write_all(&mut c, b"GET /delay/400 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            BufReader::new(c)
+        })
+        .collect();
+    // Meanwhile another client is answered at once.
+    let quick = Instant::now();
+    assert_eq!(get(server.addr, "/plaintext").status, 200);
+    assert!(quick.elapsed() < Duration::from_millis(200), "blocked for {:?}", quick.elapsed());
+    for c in &mut waiting {
+        let r = read_response(c, false);
+        assert_eq!((r.status, r.text().as_str()), (200, "delayed\n"));
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(390), "answered after {took:?}");
+    assert!(took < Duration::from_millis(1500), "the delays ran one after another: {took:?}");
+    // The connection is kept alive after a delayed answer.
+    let c = &mut waiting[0];
+    std::io::Write::write_all(c.get_mut(), b"GET /delay/0 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(c, false).status, 200);
+    assert_eq!(get(server.addr, "/delay/60001").status, 400);
+}
+
+#[test]
+fn binary_flag_turns_them_on() {
+    let root = site();
+    let on = Spawned::start(&["--listen", "127.0.0.1:0", "--load-test", root.path().to_str().unwrap()], 1);
+    assert_eq!(get(on.addr(), "/plaintext").status, 200);
+    let off = Spawned::start(&["--listen", "127.0.0.1:0", root.path().to_str().unwrap()], 1);
+    assert_eq!(get(off.addr(), "/plaintext").status, 404);
+}
