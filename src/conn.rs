@@ -208,6 +208,8 @@ pub(crate) struct Conn {
     linger_wait: bool,
     /// The client closed its sending side.
     peer_eof: bool,
+    /// An event reported the client's EOF (perhaps not read yet).
+    read_hup: bool,
     /// A timer the server should (re-)arm after this drive.
     pub(crate) arm: Option<TimerKind>,
 }
@@ -237,6 +239,7 @@ impl Conn {
             keep_alive: true,
             linger_wait: false,
             peer_eof: false,
+            read_hup: false,
             arm: Some(TimerKind::Header),
         }
     }
@@ -256,10 +259,11 @@ impl Conn {
         matches!(self.phase, Phase::Idle | Phase::Head) && self.exchange.as_ref().is_none_or(|x| x.is_empty())
     }
 
-    /// Records readiness from an event.
-    pub(crate) fn ready(&mut self, readable: bool, writable: bool) {
+    /// Records readiness from an event (`read_closed`: the peer's EOF is pending).
+    pub(crate) fn ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
         self.read_ready |= readable;
         self.write_ready |= writable;
+        self.read_hup |= read_closed;
     }
 
     /// The interest the connection needs now, if it differs from what is registered.
@@ -523,6 +527,13 @@ impl Conn {
                     return Some(0);
                 }
                 Ok(n) => {
+                    // A read that did not fill the space drained the socket: the next
+                    // bytes (or EOF) will come with a new readiness event, so skip the
+                    // read that would only say WouldBlock. Not when the peer's EOF
+                    // arrived with this event already: that needs the read to see it.
+                    if n < space.len() && !self.read_hup {
+                        self.read_ready = false;
+                    }
                     x.rend += n as u32;
                     return Some(n);
                 }

@@ -219,6 +219,7 @@ impl Server {
             conn.ready(
                 event.is_readable() || event.is_read_closed() || event.is_error(),
                 event.is_writable() || event.is_write_closed() || event.is_error(),
+                event.is_read_closed() || event.is_error(),
             );
             let flow = conn.drive(&mut self.shared);
             self.settle(registry, key, flow);

@@ -40,7 +40,7 @@ CONF
 
 start() { # name
   case "$1" in
-    spindle) taskset -c 1 target/release/spindle --listen 127.0.0.1:18180 --access-log off --idle-timeout 120 "$work/www" 2>"$work/spindle.log" & ;;
+    spindle) taskset -c 1 target/release/spindle --listen 127.0.0.1:18180 --access-log off --idle-timeout 120 --file-cache-valid 1 "$work/www" 2>"$work/spindle.log" & ;;
     nginx) taskset -c 1 nginx -c "$work/nginx.conf" & ;;
   esac
   for _ in $(seq 100); do

@@ -39,7 +39,8 @@ Options:
       --listing               List directories that have no index.html
       --cache-control VALUE   Cache-Control for file responses (e.g. 'max-age=3600')
       --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
-      --no-file-cache         Do not keep small files in memory (revalidated per request)
+      --no-file-cache         Do not keep small files (<= 64 KiB) in memory
+      --file-cache-valid SECS Trust a cached file this long before checking it again [default: 0 = always]
       --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
       --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)
       --load-test             Serve /plaintext, /json, /bytes/N, /status/CODE, /delay/MS (for wrk and co.)
@@ -67,6 +68,7 @@ struct FileOptions {
     cache_control: Option<String>,
     no_precompressed: bool,
     no_file_cache: bool,
+    file_cache_valid: Duration,
     error_pages: Vec<(u16, PathBuf)>,
     spa: Option<String>,
 }
@@ -119,6 +121,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             Long("cache-control") => files.cache_control = Some(parser.value()?.parse()?),
             Long("no-precompressed") => files.no_precompressed = true,
             Long("no-file-cache") => files.no_file_cache = true,
+            Long("file-cache-valid") => files.file_cache_valid = duration(parser.value()?)?,
             Long("error-page") => {
                 let spec: String = parser.value()?.parse()?;
                 let page = spec.split_once('=').and_then(|(s, f)| Some((s.parse::<u16>().ok()?, f)));
@@ -233,7 +236,8 @@ fn serve(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .listing(args.files.listing)
         .precompressed(!args.files.no_precompressed)
-        .file_cache(!args.files.no_file_cache);
+        .file_cache(!args.files.no_file_cache)
+        .revalidate_after(args.files.file_cache_valid);
     if let Some(value) = &args.files.cache_control {
         files = files.cache_control(value);
     }

@@ -1,10 +1,11 @@
 //! The open-file cache (nginx's `open_file_cache`, for small files): contents,
 //! type and validators of hot small files, kept in memory and revalidated with
-//! one `statx` per request, so a changed file is served at once while an
-//! unchanged one costs no open, read or close.
+//! one `statx` at most once per revalidation interval, so an unchanged file
+//! costs no open, read or close, and a changed one is noticed within the interval.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::response::HeaderValue;
 
@@ -35,6 +36,8 @@ pub(crate) struct Entry {
     pub contents: Arc<[u8]>,
     pub content_type: HeaderValue,
     pub validators: Validators,
+    /// When the identity was last found unchanged.
+    pub checked: Instant,
 }
 
 /// Cached files by normalised request path (plus a trailing-slash byte).
@@ -46,8 +49,8 @@ pub(crate) struct FileCache {
 
 impl FileCache {
     /// The entry for `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.get(key)
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.entries.get_mut(key)
     }
 
     /// Forgets `key` (its file changed or vanished).
@@ -86,6 +89,7 @@ mod tests {
             contents: vec![0; size].into(),
             content_type: HeaderValue::from("text/plain"),
             validators: Validators::new(size as u64, UNIX_EPOCH, ""),
+            checked: Instant::now(),
         }
     }
 
@@ -103,6 +107,6 @@ mod tests {
         assert!(cache.bytes <= MAX_BYTES);
         cache.insert(b"k", entry(10));
         cache.insert(b"k", entry(20));
-        assert_eq!(cache.get(b"k").map(|e| e.contents.len()), Some(20));
+        assert_eq!(cache.get_mut(b"k").map(|e| e.contents.len()), Some(20));
     }
 }
