@@ -181,6 +181,11 @@ impl Exchange {
         (self.wpos as usize) < self.wbuf.len() || !matches!(self.out, Out::None)
     }
 
+    /// Whether the response body left is a file big enough for sendfile(2).
+    fn sends_file(&self) -> bool {
+        matches!(self.out, Out::File { left, .. } if left >= SENDFILE_MIN)
+    }
+
     /// Where the current request's head ends in `rbuf`.
     fn head_end(&self) -> usize {
         self.rpos as usize + self.request.map_or(0, |r| r.len)
@@ -668,9 +673,13 @@ impl Conn {
             Body::File { file, offset, len } => Out::File { file, offset, left: len },
             Body::Multipart(parts) => Out::Multipart(parts),
         };
-        if let Err(e) = fill(x) {
-            log::error!("{}: reading the response body: {e}", self.peer);
-            self.keep_alive = false;
+        // Small bodies join the head in the write buffer: one write. A file for
+        // sendfile(2) follows the head without a copy (the head is sent with MSG_MORE).
+        if !x.sends_file() {
+            if let Err(e) = fill(x) {
+                log::error!("{}: reading the response body: {e}", self.peer);
+                self.keep_alive = false;
+            }
         }
         self.phase = Phase::Send;
     }
@@ -744,7 +753,9 @@ impl Conn {
         if !self.write_ready {
             return Ok(false);
         }
-        match self.stream.write(&x.wbuf[x.wpos as usize..]) {
+        let pending = &x.wbuf[x.wpos as usize..];
+        let written = if x.sends_file() { send_more(&self.stream, pending) } else { self.stream.write(pending) };
+        match written {
             Ok(n) => {
                 x.wpos += n as u32;
                 shared.counters.bytes_sent += n as u64;
@@ -869,6 +880,20 @@ impl Conn {
             self.arm = Some(TimerKind::Linger);
         }
         Some(Flow::Wait)
+    }
+}
+
+/// Writes `buf` with MSG_MORE: the kernel holds a partial segment back for the
+/// sendfile(2) data that follows, so head and body share packets.
+fn send_more(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is open.
+    let n =
+        unsafe { libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
