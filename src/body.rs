@@ -168,7 +168,7 @@ impl Chunked {
                     self.count_trailer()?;
                     self.state = match b {
                         b'\r' => State::EndLf,
-                        _ if is_token_byte(b) => State::TrailerName,
+                        _ if crate::response::is_token_byte(b) => State::TrailerName,
                         // Bare LF, obs-fold and the like are refused, as in a head.
                         _ => return Err(BodyError("invalid trailer line")),
                     };
@@ -177,7 +177,7 @@ impl Chunked {
                     self.count_trailer()?;
                     match b {
                         b':' => self.state = State::TrailerValue,
-                        _ if is_token_byte(b) => {}
+                        _ if crate::response::is_token_byte(b) => {}
                         _ => return Err(BodyError("invalid trailer field name")),
                     }
                 }
@@ -220,10 +220,6 @@ fn expect(got: u8, want: u8) -> Result<(), BodyError> {
     } else {
         Err(BodyError("invalid chunk framing"))
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -274,7 +274,8 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim).filter(|s| !s.is_empty())
 }
 
-fn trim(s: &[u8]) -> &[u8] {
+/// `s` without leading and trailing whitespace.
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
     let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &s[start..end]

@@ -125,9 +125,14 @@ impl From<Arc<str>> for HeaderValue {
     }
 }
 
+/// Whether `b` may appear in an RFC 9110 token (a header field name, say).
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Whether `name` is a valid header field name (an RFC 9110 token).
 pub(crate) fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(is_token_byte)
 }
 
 /// A header field name: the same cheap text type as values.

@@ -144,14 +144,6 @@ fn shown(raw: &[u8]) -> String {
 
 // ---- the client -------------------------------------------------------------------------
 
-/// How a connection ended when read to the end.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum End {
-    Eof,
-    Reset,
-    TimedOut,
-}
-
 /// One client connection (TCP_NODELAY), responses read through a buffer, every read bounded.
 struct Client {
     reader: BufReader<TcpStream>,
@@ -195,21 +187,6 @@ impl Client {
         let (rest, end) = self.rest();
         assert!(rest.is_empty(), "{what}: bytes after the last response: {}", shown(&rest));
         assert_eq!(end, End::Eof, "{what}: the server did not close the connection");
-    }
-}
-
-/// Reads until the connection ends or the read timeout passes.
-fn read_until_end(s: &mut TcpStream) -> (Vec<u8>, End) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, End::Eof),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return (out, End::TimedOut),
-            Err(_) => return (out, End::Reset),
-        }
     }
 }
 

@@ -151,29 +151,6 @@ fn chunk(data: &str) -> String {
     format!("{:x}\r\n{data}\r\n", data.len())
 }
 
-/// How a connection ended when read to the end.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    Eof,
-    Reset,
-    TimedOut,
-}
-
-/// Reads until the connection ends or the read timeout passes.
-fn read_until_end(s: &mut TcpStream) -> (Vec<u8>, End) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, End::Eof),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return (out, End::TimedOut),
-            Err(_) => return (out, End::Reset),
-        }
-    }
-}
-
 /// A deterministic xorshift64 generator.
 struct Rng(u64);
 

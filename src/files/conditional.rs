@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::parse::list_items;
+use crate::parse::{list_items, trim};
 use crate::request::Headers;
 use crate::response::HeaderValue;
 
@@ -118,12 +118,6 @@ fn header_date(headers: &Headers<'_>, name: &str) -> Option<u64> {
 
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

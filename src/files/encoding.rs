@@ -1,6 +1,6 @@
 //! `Accept-Encoding` negotiation for precompressed siblings (`.br`, `.gz`).
 
-use crate::parse::list_items;
+use crate::parse::{list_items, trim};
 
 /// A content coding spindle can serve from a precompressed sibling file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,12 +89,6 @@ pub(crate) fn qvalue(s: &[u8]) -> Option<u16> {
         b"1" if thousandths == 0 => Some(1000),
         _ => None,
     }
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use smallvec::SmallVec;
 
+use crate::parse::trim;
+
 /// More ranges than this in one request are answered with the whole file.
 pub(crate) const MAX_RANGES: usize = 16;
 
@@ -96,12 +98,6 @@ fn number(s: &[u8]) -> Option<u64> {
         return None;
     }
     Some(s.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

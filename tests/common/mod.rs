@@ -251,6 +251,31 @@ pub fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, bool) {
     }
 }
 
+/// How a connection ended when read to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Eof,
+    Reset,
+    TimedOut,
+}
+
+/// Reads until the connection ends or the read timeout passes.
+pub fn read_until_end(s: &mut TcpStream) -> (Vec<u8>, End) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, End::Eof),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return (out, End::TimedOut)
+            }
+            Err(_) => return (out, End::Reset),
+        }
+    }
+}
+
 /// A fresh temporary directory holding a small site.
 pub fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
