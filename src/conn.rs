@@ -39,6 +39,9 @@ const MAX_LINGER_BYTES: u64 = 1024 * 1024;
 /// head (and the first chunk copied after it) is written; smaller ones are
 /// copied through the write buffer.
 const SENDFILE_MIN: u64 = 16 * 1024;
+/// Another pipelined response is answered into the write buffer only while this
+/// much room is left (a small file's response fits; a larger one streams).
+const COALESCE_ROOM: usize = 4096;
 /// Room kept in the read buffer beyond the largest head, for reading a body.
 const BODY_READ_ROOM: usize = 4096;
 /// A pooled exchange keeps at most this much request-body capacity.
@@ -271,16 +274,29 @@ impl Conn {
         self.read_hup |= read_closed;
     }
 
+    /// Whether the connection waits for its socket to become writable.
+    fn wants_write(&self) -> bool {
+        !self.write_ready
+            && matches!(self.phase, Phase::Send | Phase::Body)
+            && self.exchange.as_ref().is_some_and(|x| x.sending())
+    }
+
+    /// The interest to register the connection with for the first time.
+    pub(crate) fn register_interest(&mut self) -> Interest {
+        self.write_interest = self.wants_write();
+        if self.write_interest {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
     /// The interest the connection needs now, if it differs from what is registered.
     pub(crate) fn interest_change(&mut self) -> Option<Interest> {
-        let want_write = !self.write_ready
-            && matches!(self.phase, Phase::Send | Phase::Body)
-            && self.exchange.as_ref().is_some_and(|x| x.sending());
-        if want_write == self.write_interest {
+        if self.wants_write() == self.write_interest {
             return None;
         }
-        self.write_interest = want_write;
-        Some(if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE })
+        Some(self.register_interest())
     }
 
     /// Gives the in-flight state back to the pool (before the connection is dropped,
@@ -697,7 +713,7 @@ impl Conn {
         if matches!(x.out, Out::None)
             && self.keep_alive
             && x.request.is_some()
-            && x.wbuf.len() - x.wpos as usize <= x.wbuf.capacity() / 2
+            && x.wbuf.len() - x.wpos as usize + COALESCE_ROOM <= x.wbuf.capacity()
             && next_request_buffered(x)
         {
             // Answer the next pipelined request into the same buffer: one write for the batch.

@@ -449,20 +449,25 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, registry: &Registry, mut stream: TcpStream, peer: SocketAddr) {
-        let key = self.conns.vacant_key();
+    /// Serves a new connection at once (its request has usually arrived with it)
+    /// and registers it only if it has to wait: a connection answered and closed
+    /// in one go never touches epoll.
+    fn add_connection(&mut self, registry: &Registry, stream: TcpStream, peer: SocketAddr) {
         let gen = self.next_gen;
         self.next_gen = gen.wrapping_add(1);
         let _ = stream.set_nodelay(true);
-        if let Err(e) = registry.register(&mut stream, conn_token(self.first_token, key, gen), Interest::READABLE) {
-            log::error!("registering a connection from {peer}: {e}");
-            return;
-        }
         let key = self.conns.insert(Conn::new(stream, peer, gen));
-        if let Some(conn) = self.conns.get_mut(key) {
-            let flow = conn.drive(&mut self.shared);
-            self.settle(registry, key, flow);
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let flow = conn.drive(&mut self.shared);
+        if flow == Flow::Close {
+            return self.close(key);
         }
+        let interest = conn.register_interest();
+        if let Err(e) = registry.register(conn.stream(), conn_token(self.first_token, key, gen), interest) {
+            log::error!("registering a connection from {peer}: {e}");
+            return self.close(key);
+        }
+        self.settle(registry, key, flow);
     }
 
     /// Logs resource pressure at warn level, at most once per second.
