@@ -83,11 +83,14 @@ pub(crate) fn read(dir: &File, options: Options) -> io::Result<Vec<Entry>> {
         if name.as_bytes().first() == Some(&b'.') {
             continue;
         }
-        // Follow symlinks for what they lead to; a dangling one is listed as a file.
-        let meta = match std::fs::metadata(entry.path()) {
-            Ok(m) => m,
-            Err(_) => entry.metadata()?,
-        };
+        // Stat relative to the directory (no path walk); follow only symlinks, to
+        // list what they lead to (a dangling one is listed as itself).
+        let mut meta = entry.metadata()?;
+        if meta.file_type().is_symlink() {
+            if let Ok(target) = std::fs::metadata(entry.path()) {
+                meta = target;
+            }
+        }
         let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
         entries.push(Entry { name: name.as_bytes().to_vec(), dir: meta.is_dir(), size: meta.len(), modified });
     }
