@@ -179,6 +179,9 @@ impl Server {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many listeners"));
         }
         listener.set_nonblocking(true)?;
+        // Linux hands TCP_NODELAY down to accepted sockets: one setsockopt here
+        // instead of one per connection.
+        socket2::SockRef::from(&listener).set_nodelay(true)?;
         let addr = listener.local_addr()?;
         self.listeners.push(Listener { socket: TcpListener::from_std(listener), addr });
         Ok(addr)
@@ -350,6 +353,7 @@ impl Server {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
         self.tick();
+        let _ = stream.set_nodelay(true);
         self.add_connection(registry, TcpStream::from_std(stream), peer);
         Ok(())
     }
@@ -431,6 +435,9 @@ impl Server {
                         self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
                         self.close(oldest);
                     }
+                    if !cfg!(target_os = "linux") {
+                        let _ = stream.set_nodelay(true);
+                    }
                     self.add_connection(registry, stream, peer);
                 }
                 Err(e) => match e.raw_os_error() {
@@ -455,7 +462,6 @@ impl Server {
     fn add_connection(&mut self, registry: &Registry, stream: TcpStream, peer: SocketAddr) {
         let gen = self.next_gen;
         self.next_gen = gen.wrapping_add(1);
-        let _ = stream.set_nodelay(true);
         let key = self.conns.insert(Conn::new(stream, peer, gen));
         let Some(conn) = self.conns.get_mut(key) else { return };
         let flow = conn.drive(&mut self.shared);
