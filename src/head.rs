@@ -59,17 +59,6 @@ impl<'a> HeadWriter<'a> {
         self
     }
 
-    /// Adds `Content-Type`, with `; charset=utf-8` for text.
-    pub(crate) fn content_type(&mut self, mime: &str, text: bool) -> &mut Self {
-        self.buf.extend_from_slice(b"Content-Type: ");
-        self.buf.extend_from_slice(mime.as_bytes());
-        if text {
-            self.buf.extend_from_slice(b"; charset=utf-8");
-        }
-        self.buf.extend_from_slice(b"\r\n");
-        self
-    }
-
     /// Adds `Content-Length`.
     pub(crate) fn content_length(&mut self, len: u64) -> &mut Self {
         let mut n = itoa::Buffer::new();
@@ -121,7 +110,7 @@ mod tests {
     fn head_and_page() {
         let mut buf = Vec::new();
         HeadWriter::new(&mut buf, Status::NOT_FOUND, b"Thu, 01 Jan 1970 00:00:00 GMT")
-            .content_type("text/html", true)
+            .header_parts("Content-Type", ["text/html", "; charset=utf-8"])
             .content_length(page_len(Status::NOT_FOUND))
             .finish(Persistence::Close);
         let head_len = buf.len();

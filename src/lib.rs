@@ -65,7 +65,7 @@ pub mod bench_api {
     /// Writes a typical 200 response head for a file into `buf`.
     pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8], len: u64) {
         crate::head::HeadWriter::new(buf, crate::Status::OK, date)
-            .content_type("text/html", true)
+            .header_parts("Content-Type", ["text/html", "; charset=utf-8"])
             .content_length(len)
             .finish(crate::head::Persistence::Default);
     }

@@ -71,15 +71,6 @@ fn check_common(r: &Response) {
     assert!(len.parse::<u64>().is_ok(), "Content-Length {len:?}");
 }
 
-/// Asserts `r` is the built-in HTML page for `status`.
-fn assert_error_page(r: &Response, status: u16) {
-    assert_eq!(r.status, status, "{r:?}");
-    let ct = r.header("content-type").unwrap_or("");
-    assert!(ct.starts_with("text/html"), "Content-Type {ct:?} for {status}");
-    let text = r.text();
-    assert!(text.contains("<html") && text.contains(&status.to_string()), "page for {status}: {text:?}");
-}
-
 /// One client connection; responses are read through a buffer, every read bounded.
 struct Client {
     reader: BufReader<TcpStream>,

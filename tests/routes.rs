@@ -125,15 +125,6 @@ fn all(r: &Response, name: &str) -> Vec<String> {
     r.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
 }
 
-/// Asserts `r` is the built-in HTML page for `status`.
-fn assert_error_page(r: &Response, status: u16) {
-    assert_eq!(r.status, status, "{r:?}");
-    let ct = r.header("content-type").unwrap_or("");
-    assert!(ct.starts_with("text/html"), "Content-Type {ct:?} for {status}");
-    let text = r.text();
-    assert!(text.contains("<html") && text.contains(&status.to_string()), "page for {status}: {text:?}");
-}
-
 fn text(body: &str) -> impl Fn(&Request<'_>) -> Reply + Send + 'static {
     let body = body.to_string();
     move |_: &Request<'_>| Reply::text(body.clone())

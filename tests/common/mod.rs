@@ -224,6 +224,15 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> Response {
     resp
 }
 
+/// Asserts `r` is the built-in HTML page for `status`.
+pub fn assert_error_page(r: &Response, status: u16) {
+    assert_eq!(r.status, status, "{r:?}");
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("text/html"), "Content-Type {ct:?} for {status}");
+    let text = r.text();
+    assert!(text.contains("<html") && text.contains(&status.to_string()), "page for {status}: {text:?}");
+}
+
 /// Sends `raw` on a new connection and reads one response.
 pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut s = connect(addr);
