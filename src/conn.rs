@@ -30,6 +30,7 @@ use crate::pool::Pool;
 use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
 use crate::response::{is_token, Body, Multipart, Response, Segment};
 use crate::router::Router;
+use crate::stats::Counters;
 use crate::status::Status;
 use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
 
@@ -49,14 +50,6 @@ const KEEP_BODY_CAPACITY: usize = 64 * 1024;
 /// The interim response sent before reading a body the client waits to send.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Counters the server reports.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Counters {
-    pub requests: u64,
-    pub bytes_sent: u64,
-    pub handler_panics: u64,
-}
-
 /// What the server shares with every connection while driving one.
 pub(crate) struct Shared {
     pub config: Config,
@@ -71,7 +64,7 @@ pub(crate) struct Shared {
     pub draining: bool,
     /// Reused for percent-decoding request paths.
     pub decoded: Vec<u8>,
-    pub counters: Counters,
+    pub counters: std::sync::Arc<Counters>,
 }
 
 /// Where a connection is in its request/response cycle.
@@ -564,7 +557,7 @@ impl Conn {
                     return None;
                 }
                 Err(e) => {
-                    log_io_error(self.peer, "reading", &e);
+                    log_io_error(self.peer, "reading", &e, &shared.counters);
                     return Some(0);
                 }
             }
@@ -598,7 +591,7 @@ impl Conn {
                         Ok(response) => response,
                         Err(_) => {
                             log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
-                            shared.counters.handler_panics += 1;
+                            shared.counters.handler_panic();
                             let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
                             router.finish(&req, &mut response);
                             response
@@ -648,6 +641,7 @@ impl Conn {
             return;
         }
         let (status, headers, body, close) = response.into_parts();
+        shared.counters.response(status);
         if close {
             self.keep_alive = false;
         }
@@ -724,10 +718,10 @@ impl Conn {
             if *budget == 0 && self.write_ready {
                 return Some(Flow::Yield);
             }
-            let before = shared.counters.bytes_sent;
+            let before = shared.counters.bytes_sent();
             match self.write_some(x, shared) {
                 Ok(true) => {
-                    let sent = (shared.counters.bytes_sent - before) as usize;
+                    let sent = (shared.counters.bytes_sent() - before) as usize;
                     *budget = budget.saturating_sub(sent);
                     *progressed |= sent > 0;
                 }
@@ -774,7 +768,7 @@ impl Conn {
         match written {
             Ok(n) => {
                 x.wpos += n as u32;
-                shared.counters.bytes_sent += n as u64;
+                shared.counters.sent(n as u64);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -783,7 +777,7 @@ impl Conn {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) => {
-                log_io_error(self.peer, "writing", &e);
+                log_io_error(self.peer, "writing", &e, &shared.counters);
                 Err(Flow::Close)
             }
         }
@@ -813,7 +807,7 @@ impl Conn {
                 let n = n as u64;
                 *offset += n;
                 *left -= n;
-                shared.counters.bytes_sent += n;
+                shared.counters.sent(n);
                 Ok((true, *left == 0))
             }
             0 => {
@@ -829,7 +823,7 @@ impl Conn {
                     }
                     io::ErrorKind::Interrupted => Ok((true, false)),
                     _ => {
-                        log_io_error(self.peer, "sending a file", &e);
+                        log_io_error(self.peer, "sending a file", &e, &shared.counters);
                         Err(Flow::Close)
                     }
                 }
@@ -840,7 +834,7 @@ impl Conn {
     /// The current request is answered (or queued): move to the next phase.
     fn finish_request(&mut self, x: &mut Exchange, shared: &mut Shared) {
         if let Some(head) = x.request.take() {
-            shared.counters.requests += 1;
+            shared.counters.request();
             x.rpos += head.len as u32;
         }
         x.scanned = 0;
@@ -1078,12 +1072,16 @@ fn query_of(target: &[u8], at: usize) -> Option<Span> {
 }
 
 /// Logs an I/O error on a client socket at the level its cause deserves.
-fn log_io_error(peer: SocketAddr, doing: &str, e: &io::Error) {
+fn log_io_error(peer: SocketAddr, doing: &str, e: &io::Error, counters: &Counters) {
     match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+            counters.client_reset();
             log::debug!("{peer}: client went away while {doing}: {e}")
         }
-        _ => log::info!("{peer}: error while {doing}: {e}"),
+        _ => {
+            counters.io_error();
+            log::info!("{peer}: error while {doing}: {e}")
+        }
     }
 }
 

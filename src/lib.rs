@@ -40,6 +40,8 @@ mod response;
 mod router;
 mod run;
 mod server;
+mod stats;
+mod stats_page;
 mod status;
 mod timer;
 
@@ -51,7 +53,9 @@ pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, HeaderName, HeaderValue, Multipart, Response};
 pub use router::{Handler, Router};
 pub use run::{run, Control, EventLoop, SERVER_FIRST_TOKEN};
-pub use server::{Server, Stats, TOKEN_SPAN};
+pub use server::{Server, TOKEN_SPAN};
+pub use stats::{Stats, StatsHandle, Timeouts};
+pub use stats_page::StatsPage;
 pub use status::Status;
 
 /// Internal functions exposed for the benchmarks in `benches/`; not a stable API.

@@ -13,10 +13,11 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Conn, Counters, Flow, Phase, Shared};
+use crate::conn::{Conn, Flow, Phase, Shared};
 use crate::date::DateCache;
 use crate::pool::Pool;
 use crate::router::Router;
+use crate::stats::{Stats, StatsHandle};
 use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
@@ -79,34 +80,6 @@ struct Listener {
     addr: SocketAddr,
 }
 
-/// A snapshot of a server's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Keep-alive connections waiting for their next request.
-    pub idle: usize,
-    /// Connections reading a request head (including new ones that sent nothing yet).
-    pub reading_head: usize,
-    /// Connections reading a request body.
-    pub reading_body: usize,
-    /// Connections sending a response.
-    pub sending: usize,
-    /// Connections in a lingering close.
-    pub closing: usize,
-    /// Requests answered since the server started.
-    pub requests: u64,
-    /// Bytes written to clients since the server started.
-    pub bytes_sent: u64,
-    /// Handlers that panicked (each answered with 500).
-    pub handler_panics: u64,
-}
-
-impl Stats {
-    /// All open connections.
-    pub fn connections(&self) -> usize {
-        self.idle + self.reading_head + self.reading_body + self.sending + self.closing
-    }
-}
-
 /// The number of tokens a server uses, starting at the first token given to
 /// [`Server::register`]: the host must not use any of them for its own sources.
 pub const TOKEN_SPAN: usize = LISTENER_TOKENS + (1 << (KEY_BITS + 16));
@@ -115,6 +88,11 @@ impl Server {
     /// A server answering with `router` under the limits of `config`, with no
     /// listeners yet.
     pub fn new(config: Config, router: Router) -> Server {
+        Server::with_stats(config, router, StatsHandle::new())
+    }
+
+    /// Like [`new`](Server::new), counting into `stats` (see [`StatsHandle`]).
+    pub fn with_stats(config: Config, router: Router, stats: StatsHandle) -> Server {
         let timers = Timers::new([
             config.header_timeout,
             config.idle_timeout,
@@ -130,7 +108,7 @@ impl Server {
             clock: Clock::new(),
             draining: false,
             decoded: Vec::new(),
-            counters: Counters::default(),
+            counters: stats.0,
             config,
         };
         Server {
@@ -219,13 +197,14 @@ impl Server {
             let key = id & ((1 << KEY_BITS) - 1);
             let gen = (id >> KEY_BITS) as u16;
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { return };
+            let before = conn.phase();
             conn.ready(
                 event.is_readable() || event.is_read_closed() || event.is_error(),
                 event.is_writable() || event.is_write_closed() || event.is_error(),
                 event.is_read_closed() || event.is_error(),
             );
             let flow = conn.drive(&mut self.shared);
-            self.settle(registry, key, flow);
+            self.settle(registry, key, flow, before);
         }
         self.resume_accepting(registry);
     }
@@ -250,8 +229,10 @@ impl Server {
         for kind in Timers::ALL {
             while let Some(key) = self.timers.pop_expired(&mut self.conns, kind, now) {
                 let Some(conn) = self.conns.get_mut(key) else { continue };
+                self.shared.counters.timeout(kind);
+                let before = conn.phase();
                 let flow = conn.timed_out(kind, &mut self.shared);
-                self.settle(registry, key, flow);
+                self.settle(registry, key, flow, before);
             }
         }
         while let Some(&Reverse((at, key, gen))) = self.delays.peek() {
@@ -260,15 +241,17 @@ impl Server {
             }
             self.delays.pop();
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { continue };
+            let before = conn.phase();
             let flow = conn.delay_over(&mut self.shared);
-            self.settle(registry, key, flow);
+            self.settle(registry, key, flow, before);
         }
         let mut yielded = std::mem::take(&mut self.yielded_spare);
         std::mem::swap(&mut yielded, &mut self.yielded);
         for &(key, gen) in &yielded {
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { continue };
+            let before = conn.phase();
             let flow = conn.drive(&mut self.shared);
-            self.settle(registry, key, flow);
+            self.settle(registry, key, flow, before);
         }
         yielded.clear();
         self.yielded_spare = yielded;
@@ -325,25 +308,16 @@ impl Server {
         self.drain_deadline.is_some() && self.conns.is_empty()
     }
 
-    /// Counters: open connections by phase, requests answered, bytes sent.
-    /// Counting connections by phase visits each one.
+    /// The server's counters now: open connections by phase, totals of accepted
+    /// connections, requests, responses by class, bytes, timeouts and errors.
     pub fn stats(&self) -> Stats {
-        let mut stats = Stats {
-            requests: self.shared.counters.requests,
-            bytes_sent: self.shared.counters.bytes_sent,
-            handler_panics: self.shared.counters.handler_panics,
-            ..Stats::default()
-        };
-        for (_, conn) in &self.conns {
-            match conn.phase() {
-                Phase::Idle => stats.idle += 1,
-                Phase::Head => stats.reading_head += 1,
-                Phase::Body => stats.reading_body += 1,
-                Phase::Send | Phase::Delay => stats.sending += 1,
-                Phase::Linger => stats.closing += 1,
-            }
-        }
-        stats
+        self.stats_handle().read()
+    }
+
+    /// A handle for reading the counters from elsewhere (another thread, a
+    /// status page); it stays valid after the server is dropped.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.counters.clone())
     }
 
     /// Takes over a connection the host accepted itself. It is served like one
@@ -367,11 +341,13 @@ impl Server {
 
     /// Applies the outcome of driving connection `key`: close it, or update its
     /// interest and deadline.
-    fn settle(&mut self, registry: &Registry, key: usize, flow: Flow) {
+    /// `before` is the phase the connection was in (and counted in) before it was driven.
+    fn settle(&mut self, registry: &Registry, key: usize, flow: Flow, before: Phase) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        self.shared.counters.moved(before, conn.phase());
         if flow == Flow::Close {
             return self.close(key);
         }
-        let Some(conn) = self.conns.get_mut(key) else { return };
         let gen = conn.gen;
         if let Some(interest) = conn.interest_change() {
             let token = conn_token(self.first_token, key, gen);
@@ -399,6 +375,7 @@ impl Server {
     fn close(&mut self, key: usize) {
         self.timers.unlink(&mut self.conns, key);
         if let Some(mut conn) = self.conns.try_remove(key) {
+            self.shared.counters.closed(conn.phase());
             conn.recycle(&mut self.shared);
         }
         if self.accept_full {
@@ -433,6 +410,7 @@ impl Server {
                 Ok((stream, peer)) => {
                     if let Some(oldest) = self.timers.oldest(TimerKind::Idle).filter(|_| at_limit) {
                         self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
+                        self.shared.counters.evicted();
                         self.close(oldest);
                     }
                     if !cfg!(target_os = "linux") {
@@ -444,10 +422,12 @@ impl Server {
                     _ if e.kind() == io::ErrorKind::WouldBlock => return,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {}
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        self.shared.counters.accept_error();
                         self.pressure(format_args!("accept on {addr}: {e}; pausing accepts"));
                         self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
                     }
                     _ => {
+                        self.shared.counters.accept_error();
                         log::error!("accept on {addr}: {e}");
                         self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
                     }
@@ -464,16 +444,20 @@ impl Server {
         self.next_gen = gen.wrapping_add(1);
         let key = self.conns.insert(Conn::new(stream, peer, gen));
         let Some(conn) = self.conns.get_mut(key) else { return };
+        let before = conn.phase();
+        self.shared.counters.accepted(before);
         let flow = conn.drive(&mut self.shared);
         if flow == Flow::Close {
+            self.shared.counters.moved(before, conn.phase());
             return self.close(key);
         }
         let interest = conn.register_interest();
         if let Err(e) = registry.register(conn.stream(), conn_token(self.first_token, key, gen), interest) {
             log::error!("registering a connection from {peer}: {e}");
+            self.shared.counters.moved(before, conn.phase());
             return self.close(key);
         }
-        self.settle(registry, key, flow);
+        self.settle(registry, key, flow, before);
     }
 
     /// Logs resource pressure at warn level, at most once per second.
