@@ -1,10 +1,12 @@
 //! The access log as middleware: one line per response in Common Log Format or
-//! Combined Log Format, written through `log` on its own target.
+//! Combined Log Format, written through `log` on its own target or into a log file.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::log_file::LogWriter;
 use crate::middleware::Middleware;
 use crate::request::{Method, Request, Version};
 use crate::response::Response;
@@ -21,26 +23,33 @@ pub enum LogFormat {
     Combined,
 }
 
-/// Middleware writing an access-log line (at info level, target [`TARGET`]) for
-/// every response, including the server's own error responses. Client-supplied
-/// text is escaped so that a line cannot be forged or break a terminal.
+/// Middleware writing an access-log line for every response, including the
+/// server's own error responses: through `log` (info level, target [`TARGET`])
+/// or into a [`LogFile`](crate::LogFile). Client-supplied text is escaped so that
+/// a line cannot be forged or break a terminal.
 #[derive(Debug)]
 pub struct AccessLog {
     format: LogFormat,
+    output: Option<LogWriter>,
     /// The rendered time of the last second a line was written in.
     time: RefCell<(u64, String)>,
 }
 
 impl AccessLog {
-    /// An access log in `format`.
+    /// An access log in `format`, written through `log`.
     pub fn new(format: LogFormat) -> AccessLog {
-        AccessLog { format, time: RefCell::new((u64::MAX, String::new())) }
+        AccessLog { format, output: None, time: RefCell::new((u64::MAX, String::new())) }
+    }
+
+    /// An access log in `format`, written into a log file through `writer`.
+    pub fn to_file(format: LogFormat, writer: LogWriter) -> AccessLog {
+        AccessLog { output: Some(writer), ..AccessLog::new(format) }
     }
 }
 
 impl Middleware for AccessLog {
     fn on_response(&self, req: &Request<'_>, response: &mut Response) {
-        if !log::log_enabled!(target: TARGET, log::Level::Info) {
+        if self.output.is_none() && !log::log_enabled!(target: TARGET, log::Level::Info) {
             return;
         }
         let status = response.status_code();
@@ -52,25 +61,37 @@ impl Middleware for AccessLog {
             let _ = write_clf_time(&mut time.1, now);
             time.0 = now;
         }
+        let line = Line { format: self.format, req, time: &time.1, status: status.code(), bytes };
+        match &self.output {
+            Some(writer) => writer.line(|buf| {
+                let _ = write!(buf, "{line}");
+            }),
+            None => log::info!(target: TARGET, "{line}"),
+        }
+    }
+}
+
+/// One access-log line, without its newline.
+struct Line<'a, 'r> {
+    format: LogFormat,
+    req: &'a Request<'r>,
+    time: &'a str,
+    status: u16,
+    bytes: u64,
+}
+
+impl fmt::Display for Line<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let req = self.req;
         let version = if req.version() == Version::Http10 { "1.0" } else { "1.1" };
         let request = RequestLine { method: req.method_str(), target: req.target(), version };
-        let bytes = Bytes(bytes);
-        match self.format {
-            LogFormat::Common => {
-                log::info!(target: TARGET, "{} - - [{}] {request} {} {bytes}", req.peer().ip(), time.1, status.code())
-            }
-            LogFormat::Combined => {
-                let referer = Quoted(req.headers().get_bytes("referer"));
-                let agent = Quoted(req.headers().get_bytes("user-agent"));
-                log::info!(
-                    target: TARGET,
-                    "{} - - [{}] {request} {} {bytes} {referer} {agent}",
-                    req.peer().ip(),
-                    time.1,
-                    status.code()
-                )
-            }
+        write!(f, "{} - - [{}] {request} {} {}", req.peer().ip(), self.time, self.status, Bytes(self.bytes))?;
+        if self.format == LogFormat::Combined {
+            let referer = Quoted(req.headers().get_bytes("referer"));
+            let agent = Quoted(req.headers().get_bytes("user-agent"));
+            write!(f, " {referer} {agent}")?;
         }
+        Ok(())
     }
 }
 

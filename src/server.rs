@@ -139,15 +139,7 @@ impl Server {
     /// and `0.0.0.0` can both be bound) and returns its local address, which tells
     /// the port chosen for port 0. Call before [`register`](Server::register).
     pub fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        self.add_listener(socket.into())
+        self.add_listener(crate::listen::bind(addr, false)?)
     }
 
     /// Adds an already bound and listening socket (for example one inherited from

@@ -755,7 +755,7 @@ fn a_panicking_handler_gets_500_and_the_server_carries_on() {
 #[test]
 fn binary_combined_access_log_has_referer_and_user_agent() {
     let root = site();
-    let p = Spawned::start(&["--listen", "127.0.0.1:0", "--access-log", "combined", path_str(&root)], 1);
+    let p = Spawned::start(&["--listen", "127.0.0.1:0", "--log-format", "combined", path_str(&root)], 1);
     let r = request(
         p.addr(),
         b"GET /style.css HTTP/1.1\r\nHost: test\r\nReferer: http://ref.example/page\r\n\
@@ -771,10 +771,10 @@ fn binary_combined_access_log_has_referer_and_user_agent() {
         ),
         "\"GET /nope HTTP/1.1\" 404 ".to_string(),
     ];
-    let logged = wait_for(ms(5000), || expected.iter().all(|e| p.stderr().contains(e.as_str())));
-    let stderr = p.stderr();
-    assert!(logged, "expected {expected:?} in:\n{stderr}");
-    let nope = stderr.lines().find(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")).unwrap();
+    let logged = wait_for(ms(5000), || expected.iter().all(|e| p.stdout().contains(e.as_str())));
+    let stdout = p.stdout();
+    assert!(logged, "expected {expected:?} in:\n{stdout}");
+    let nope = stdout.lines().find(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")).unwrap();
     assert!(nope.ends_with(" \"-\" \"-\""), "absent Referer/User-Agent not logged as \"-\": {nope}");
 }
 
@@ -788,10 +788,10 @@ fn binary_access_log_off_writes_no_lines() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(wait_for(ms(5000), || p.stderr().contains("shut down")), "no shutdown line:\n{}", p.stderr());
-    let stderr = p.stderr();
+    let (stderr, stdout) = (p.stderr(), p.stdout());
     assert!(
-        !stderr.contains(spindle::ACCESS_LOG_TARGET) && !stderr.contains("\"GET /"),
-        "access lines with --access-log off:\n{stderr}"
+        !stderr.contains("\"GET /") && !stdout.contains("\"GET /"),
+        "access lines with --access-log off:\n{stderr}\n{stdout}"
     );
 }
 

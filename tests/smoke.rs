@@ -23,5 +23,7 @@ fn binary_get_and_sigterm_exits_zero() {
     assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(IO_TIMEOUT), Some(0));
-    assert!(p.stderr().contains("\"GET /style.css HTTP/1.1\" 200"), "{}", p.stderr());
+    // The access log (stdout by default) is written out on exit.
+    let logged = wait_for(std::time::Duration::from_secs(5), || p.stdout().contains("\"GET /style.css HTTP/1.1\" 200"));
+    assert!(logged, "no access line on stdout: {:?}\nstderr: {}", p.stdout(), p.stderr());
 }

@@ -1,19 +1,24 @@
 //! `spindle [OPTIONS] [ROOT]`: serve ROOT over HTTP/1.1 until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use mio::{Interest, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use mio::{Interest, Token, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
-    AccessLog, Config, Control, EventLoop, LogFormat, Request, Response, Router, Server, SetHeaders, StaticFiles,
-    Status,
+    listen, AccessLog, Config, Control, EventLoop, LogFile, LogFormat, Request, Response, Router, Server, SetHeaders,
+    StaticFiles, StatsHandle, StatsPage, Status,
 };
 
+/// Tokens of the binary's own sources (below the server's).
 const SIGNALS: Token = Token(0);
+const WAKE: Token = Token(1);
 
 const HELP: &str = "\
 spindle: a single-threaded, event-loop HTTP/1.1 static file server
@@ -24,8 +29,13 @@ Arguments:
   [ROOT]  Directory to serve [default: www]
 
 Options:
-      --listen ADDR:PORT      Address to listen on; repeatable [default: 127.0.0.1:8080]
-      --max-connections N     Most open connections [default: 10000]
+      --listen ADDR:PORT      Address to listen on; repeatable [default: 127.0.0.1:8080,
+                              unless listeners are inherited]
+      --fd N                  Serve the listening socket inherited as descriptor N; repeatable
+                              (systemd socket activation, LISTEN_FDS, is picked up by itself)
+      --workers N|auto        Event loops, one thread each, with a SO_REUSEPORT listener each
+                              [default: 1; auto: one per CPU]
+      --max-connections N     Most open connections, shared out among workers [default: 10000]
       --max-header-bytes N    Largest request head accepted [default: 8192]
       --header-timeout SECS   Time to send a whole request head [default: 10]
       --idle-timeout SECS     Time a keep-alive connection may sit idle [default: 5]
@@ -33,9 +43,12 @@ Options:
       --grace-period SECS     Time in-flight responses get on SIGINT/SIGTERM [default: 10]
       --max-body BYTES        Largest request body accepted (K, M suffixes) [default: 1M]
       --body-timeout SECS     Window in which a request body must make progress [default: 10]
-      --access-log FORMAT     common, combined or off [default: common]
+      --access-log PATH       Access-log file, '-' for stdout, or off; reopened on SIGHUP [default: -]
+      --log-format FORMAT     Access-log format: common or combined [default: common]
       --header 'NAME: VALUE'  Add a header field to every response; repeatable
       --health PATH           Answer GET PATH with a small JSON status [default: off]
+      --status PATH           Answer GET PATH with the server's counters: JSON, or Prometheus text
+                              for ?format=prometheus or Accept: text/plain [default: off]
       --listing               List directories that have no index.html
       --cache-control VALUE   Cache-Control for file responses (e.g. 'max-age=3600')
       --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
@@ -48,16 +61,23 @@ Options:
   -V, --version               Print version
 
 Durations are seconds (\"2.5\") or carry a unit (\"500ms\", \"10s\").
-Logging goes to stderr; set RUST_LOG (default \"info\"; access log target spindle::access).
+Signals: SIGINT/SIGTERM finish in-flight responses (for --grace-period), then exit; a second one
+exits at once. SIGHUP reopens the access-log file (after logrotate moved it).
+Diagnostics go to stderr; set RUST_LOG (default \"info\").
 ";
 
 struct Args {
     config: Config,
     root: PathBuf,
     listen: Vec<SocketAddr>,
-    access_log: Option<LogFormat>,
+    fds: Vec<RawFd>,
+    workers: usize,
+    /// The access-log file (`-` for stdout); `None` for off.
+    access_log: Option<PathBuf>,
+    log_format: LogFormat,
     headers: SetHeaders,
     health: Option<String>,
+    status: Option<String>,
     files: FileOptions,
     load_test: bool,
 }
@@ -78,9 +98,13 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     let mut config = Config::default();
     let mut listen = Vec::new();
     let mut root = None;
-    let mut access_log = Some(LogFormat::Common);
+    let mut fds = Vec::new();
+    let mut workers = 1;
+    let mut access_log = Some(PathBuf::from("-"));
+    let mut log_format = LogFormat::Common;
     let mut headers = SetHeaders::new();
     let mut health = None;
+    let mut status = None;
     let mut files = FileOptions::default();
     let mut load_test = false;
     let mut parser = lexopt::Parser::from_env();
@@ -95,12 +119,24 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             Long("grace-period") => config.grace_period = duration(parser.value()?)?,
             Long("max-body") => config.max_body_bytes = size(parser.value()?)?,
             Long("body-timeout") => config.body_timeout = duration(parser.value()?)?,
+            Long("fd") => fds.push(parser.value()?.parse()?),
+            Long("workers") => {
+                let value = parser.value()?;
+                workers = if value == "auto" {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    positive(value.parse()?)?
+                };
+            }
             Long("access-log") => {
-                access_log = match parser.value()?.to_str() {
-                    Some("common") => Some(LogFormat::Common),
-                    Some("combined") => Some(LogFormat::Combined),
-                    Some("off") => None,
-                    _ => return Err("--access-log takes common, combined or off".into()),
+                let value = parser.value()?;
+                access_log = if value == "off" { None } else { Some(PathBuf::from(value)) };
+            }
+            Long("log-format") => {
+                log_format = match parser.value()?.to_str() {
+                    Some("common") => LogFormat::Common,
+                    Some("combined") => LogFormat::Combined,
+                    _ => return Err("--log-format takes common or combined".into()),
                 }
             }
             Long("header") => {
@@ -110,13 +146,8 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
                 };
                 headers = headers.header(&name, &value);
             }
-            Long("health") => {
-                let path: String = parser.value()?.parse()?;
-                if !path.starts_with('/') {
-                    return Err("--health takes a path starting with '/'".into());
-                }
-                health = Some(path);
-            }
+            Long("health") => health = Some(route_path(parser.value()?, "--health")?),
+            Long("status") => status = Some(route_path(parser.value()?, "--status")?),
             Long("listing") => files.listing = true,
             Long("cache-control") => files.cache_control = Some(parser.value()?.parse()?),
             Long("no-precompressed") => files.no_precompressed = true,
@@ -146,11 +177,29 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    if listen.is_empty() {
-        listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
-    }
     let root = root.unwrap_or_else(|| PathBuf::from("www"));
-    Ok(Some(Args { config, root, listen, access_log, headers, health, files, load_test }))
+    Ok(Some(Args {
+        config,
+        root,
+        listen,
+        fds,
+        workers,
+        access_log,
+        log_format,
+        headers,
+        health,
+        status,
+        files,
+        load_test,
+    }))
+}
+
+fn route_path(value: std::ffi::OsString, flag: &str) -> Result<String, lexopt::Error> {
+    let path = value.into_string().map_err(|_| "not UTF-8")?;
+    if !path.starts_with('/') {
+        return Err(format!("{flag} takes a path starting with '/'").into());
+    }
+    Ok(path)
 }
 
 fn positive(n: usize) -> Result<usize, lexopt::Error> {
@@ -231,7 +280,150 @@ fn raise_fd_limit(max_connections: usize) {
 }
 
 fn serve(args: Args) -> Result<(), String> {
+    let workers = args.workers;
+    let mut config = args.config.clone();
+    config.max_connections = args.config.max_connections.div_ceil(workers);
     raise_fd_limit(args.config.max_connections);
+
+    // Listeners: worker 0 gets the first socket of each address, the others their
+    // own SO_REUSEPORT socket on it (or a duplicate of an inherited one).
+    let mut inherited = listen::systemd_listeners().map_err(|e| format!("socket activation: {e}"))?;
+    for &fd in &args.fds {
+        inherited.push(listen::from_fd(fd).map_err(|e| format!("--fd {fd}: {e}"))?);
+    }
+    let mut addrs = args.listen.clone();
+    if addrs.is_empty() && inherited.is_empty() {
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+    let mut listeners: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for addr in addrs {
+        let first = listen::bind(addr, workers > 1).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = first.local_addr().map_err(|e| e.to_string())?;
+        listeners[0].push(first);
+        for socket in listeners.iter_mut().skip(1) {
+            socket.push(listen::bind(bound, true).map_err(|e| format!("cannot listen on {bound}: {e}"))?);
+        }
+    }
+    for listener in inherited {
+        for socket in listeners.iter_mut().skip(1) {
+            socket.push(listener.try_clone().map_err(|e| format!("duplicating a listener: {e}"))?);
+        }
+        listeners[0].push(listener);
+    }
+
+    let log_file = match &args.access_log {
+        Some(path) => Some(LogFile::open(path).map_err(|e| format!("opening access log {}: {e}", path.display()))?),
+        None => None,
+    };
+    let stats: Vec<StatsHandle> = (0..workers).map(|_| StatsHandle::new()).collect();
+    let mut servers = Vec::with_capacity(workers);
+    for (sockets, stats_handle) in listeners.into_iter().zip(&stats) {
+        let router = build_router(&args, log_file.as_ref(), &stats)?;
+        let mut server = Server::with_stats(config.clone(), router, stats_handle.clone());
+        for socket in sockets {
+            server.add_listener(socket).map_err(|e| format!("adding a listener: {e}"))?;
+        }
+        servers.push(server);
+    }
+    let root = args.root.display();
+    if let Some(server) = servers.first() {
+        for addr in server.local_addrs() {
+            log::info!("listening on http://{addr}/, serving {root}");
+        }
+    }
+    if workers > 1 {
+        log::info!("{workers} workers");
+    }
+
+    // Workers 1.. on threads of their own, told to shut down through a waker.
+    let shutdowns = Arc::new(AtomicU32::new(0));
+    let mut others = Vec::new();
+    let mut servers = servers.into_iter();
+    let Some(first) = servers.next() else { return Err("no workers".into()) };
+    for (i, server) in servers.enumerate() {
+        let mut event_loop = EventLoop::new(server).map_err(|e| format!("creating an event loop: {e}"))?;
+        let waker = Arc::new(Waker::new(event_loop.registry(), WAKE).map_err(|e| format!("creating a waker: {e}"))?);
+        let shutdowns = shutdowns.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("spindle-worker-{}", i + 1))
+            .spawn(move || {
+                let mut seen = 0;
+                let result = event_loop.run(|event| {
+                    let asked = shutdowns.load(Ordering::Acquire);
+                    if event.token() != WAKE || asked == seen {
+                        return Control::Continue;
+                    }
+                    seen = asked;
+                    if asked > 1 {
+                        Control::Stop
+                    } else {
+                        Control::Shutdown
+                    }
+                });
+                if let Err(e) = result {
+                    log::error!("worker {}: event loop: {e}", i + 1);
+                }
+            })
+            .map_err(|e| format!("starting a worker: {e}"))?;
+        others.push((thread, waker));
+    }
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| format!("installing signal handlers: {e}"))?;
+    // Returns whether a shutdown was asked for.
+    let on_signals = |signals: &mut Signals| {
+        let mut shutdown = false;
+        for signal in signals.pending() {
+            if signal == SIGHUP {
+                if let Some(log) = &log_file {
+                    log::info!("SIGHUP received: reopening the access log");
+                    log.reopen();
+                }
+                continue;
+            }
+            let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+            if shutdowns.fetch_add(1, Ordering::AcqRel) == 0 {
+                log::info!("{name} received: finishing in-flight responses, then exiting");
+            } else {
+                log::info!("{name} received again: closing every connection");
+            }
+            for (_, waker) in &others {
+                let _ = waker.wake();
+            }
+            shutdown = true;
+        }
+        shutdown
+    };
+    let mut event_loop = EventLoop::new(first).map_err(|e| format!("creating the event loop: {e}"))?;
+    event_loop
+        .registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("registering signals: {e}"))?;
+    event_loop
+        .run(|event| {
+            if event.token() == SIGNALS && on_signals(&mut signals) {
+                Control::Shutdown
+            } else {
+                Control::Continue
+            }
+        })
+        .map_err(|e| format!("event loop: {e}"))?;
+    // Worker 0 has drained; the others drain on the same grace period. Keep
+    // answering signals (a second SIGTERM) until they are done.
+    while others.iter().any(|(thread, _)| !thread.is_finished()) {
+        on_signals(&mut signals);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (thread, _) in others {
+        let _ = thread.join();
+    }
+    drop(log_file);
+    log::info!("shut down");
+    Ok(())
+}
+
+/// The router one worker serves with: its own file cache, shared counters for the
+/// status page, its own access-log buffer.
+fn build_router(args: &Args, log_file: Option<&LogFile>, stats: &[StatsHandle]) -> Result<Router, String> {
     let mut files = StaticFiles::new(&args.root)
         .map_err(|e| e.to_string())?
         .listing(args.files.listing)
@@ -241,13 +433,12 @@ fn serve(args: Args) -> Result<(), String> {
     if let Some(value) = &args.files.cache_control {
         files = files.cache_control(value);
     }
-    for (status, file) in args.files.error_pages {
-        files = files.error_page(Status(status), file);
+    for (status, file) in &args.files.error_pages {
+        files = files.error_page(Status(*status), file);
     }
     if let Some(file) = &args.files.spa {
         files = files.spa_fallback(file);
     }
-    let root = files.root().display().to_string();
     let mut router = Router::new();
     if let Some(path) = &args.health {
         let started = std::time::Instant::now();
@@ -255,51 +446,18 @@ fn serve(args: Args) -> Result<(), String> {
             Response::json(format!(r#"{{"status":"ok","uptime_seconds":{}}}"#, started.elapsed().as_secs()))
         });
     }
+    if let Some(path) = &args.status {
+        router = router.get(path, StatsPage::new(stats.to_vec()));
+    }
     if args.load_test {
         router = router.load_test_endpoints();
     }
     router = router.fallback(files);
     if !args.headers.is_empty() {
-        router = router.wrap(args.headers);
+        router = router.wrap(args.headers.clone());
     }
-    if let Some(format) = args.access_log {
-        router = router.wrap(AccessLog::new(format));
+    if let Some(log_file) = log_file {
+        router = router.wrap(AccessLog::to_file(args.log_format, log_file.writer()));
     }
-    let mut server = Server::new(args.config, router);
-    let mut failed = false;
-    for addr in &args.listen {
-        if let Err(e) = server.bind(*addr) {
-            log::error!("cannot listen on {addr}: {e}");
-            failed = true;
-        }
-    }
-    if failed {
-        return Err("not all addresses could be bound".into());
-    }
-    let addrs = server.local_addrs();
-    let mut event_loop = EventLoop::new(server).map_err(|e| format!("creating the event loop: {e}"))?;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("installing signal handlers: {e}"))?;
-    event_loop
-        .registry()
-        .register(&mut signals, SIGNALS, Interest::READABLE)
-        .map_err(|e| format!("registering signals: {e}"))?;
-    for addr in addrs {
-        log::info!("listening on http://{addr}/, serving {root}");
-    }
-    event_loop
-        .run(|event| {
-            if event.token() != SIGNALS {
-                return Control::Continue;
-            }
-            let mut control = Control::Continue;
-            for signal in signals.pending() {
-                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
-                log::info!("{name} received: finishing in-flight responses, then exiting");
-                control = Control::Shutdown;
-            }
-            control
-        })
-        .map_err(|e| format!("event loop: {e}"))?;
-    log::info!("shut down");
-    Ok(())
+    Ok(router)
 }

@@ -69,6 +69,8 @@ pub struct Spawned {
     pub addrs: Vec<SocketAddr>,
     /// Everything the process wrote to stderr so far.
     pub stderr: Arc<Mutex<String>>,
+    /// Everything the process wrote to stdout so far (the access log by default).
+    pub stdout: Arc<Mutex<String>>,
 }
 
 impl Spawned {
@@ -83,10 +85,20 @@ impl Spawned {
         let mut child = cmd
             .env("RUST_LOG", std::env::var("SPINDLE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn spindle");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let out_sink = stdout.clone();
+        let out_pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                let mut s = out_sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = stderr.clone();
@@ -114,7 +126,7 @@ impl Spawned {
                 }
             }
         }
-        Spawned { child, addrs, stderr }
+        Spawned { child, addrs, stderr, stdout }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -144,6 +156,10 @@ impl Spawned {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 }
 

@@ -1,0 +1,140 @@
+//! Listening sockets: bound here (optionally with `SO_REUSEPORT`, one per
+//! worker) or inherited from a supervisor (systemd socket activation, `--fd`).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, RawFd};
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+/// The backlog of listeners bound here.
+const BACKLOG: i32 = 1024;
+
+/// Binds a listening TCP socket on `addr` with `SO_REUSEADDR`; IPv6 sockets are
+/// IPv6-only, so `[::]` and `0.0.0.0` can both be bound. With `reuse_port`, also
+/// `SO_REUSEPORT`: several sockets (one per worker) may then bind the same
+/// address and the kernel spreads new connections across them.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        set_reuse_port(&socket)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on an open socket with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes over descriptor `fd` as a listener after checking that it is a
+/// listening TCP socket. It is made close-on-exec; the caller must not use or
+/// close `fd` otherwise.
+pub fn from_fd(fd: RawFd) -> io::Result<TcpListener> {
+    let int_opt = |name: libc::c_int| -> io::Result<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt with pointers to a live c_int and its length.
+        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(value)
+    };
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is {what}"));
+    if int_opt(libc::SO_TYPE).map_err(|e| io::Error::new(e.kind(), format!("descriptor {fd}: {e}")))?
+        != libc::SOCK_STREAM
+    {
+        return Err(invalid("not a stream socket"));
+    }
+    if int_opt(libc::SO_ACCEPTCONN)? != 1 {
+        return Err(invalid("not listening"));
+    }
+    let domain = int_opt(libc::SO_DOMAIN)?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Err(invalid("not a TCP/IP socket"));
+    }
+    // SAFETY: fd is an open socket (getsockopt succeeded) that the caller hands over.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    // SAFETY: fcntl on the descriptor we now own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+    Ok(listener)
+}
+
+/// The listeners passed by systemd socket activation: when `LISTEN_PID` is this
+/// process and `LISTEN_FDS` is N, descriptors 3 .. 3+N. Empty when not socket
+/// activated. The variables are not removed; call this once.
+pub fn systemd_listeners() -> io::Result<Vec<TcpListener>> {
+    let (Some(pid), Some(count)) = (std::env::var_os("LISTEN_PID"), std::env::var_os("LISTEN_FDS")) else {
+        return Ok(Vec::new());
+    };
+    let parse = |value: &std::ffi::OsStr| value.to_str().and_then(|v| v.trim().parse::<u32>().ok());
+    if parse(&pid) != Some(std::process::id()) {
+        return Ok(Vec::new());
+    }
+    let Some(count) = parse(&count) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "LISTEN_FDS is not a number"));
+    };
+    (0..count).map(|i| from_fd(LISTEN_FDS_START + i as RawFd)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn reuse_port_lets_two_sockets_share_an_address() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind(addr, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        assert!(bind(addr, false).is_err(), "a socket without SO_REUSEPORT joined the group");
+    }
+
+    #[test]
+    fn from_fd_accepts_only_listening_tcp_sockets() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let taken = from_fd(listener.into_raw_fd()).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), addr);
+
+        let unbound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let fd = unbound.into_raw_fd();
+        assert!(from_fd(fd).is_err(), "a socket that is not listening was taken");
+        // SAFETY: fd is ours and was not taken over.
+        unsafe { libc::close(fd) };
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let fd = file.into_raw_fd();
+        assert!(from_fd(fd).is_err(), "a file was taken as a listener");
+        // SAFETY: fd is ours and was not taken over.
+        unsafe { libc::close(fd) };
+    }
+}
