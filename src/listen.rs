@@ -56,7 +56,8 @@ pub fn from_fd(fd: RawFd) -> io::Result<TcpListener> {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt with pointers to a live c_int and its length.
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+        let rc =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }

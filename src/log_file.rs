@@ -70,9 +70,8 @@ impl LogFile {
             thread: Mutex::new(None),
         });
         let thread_shared = shared.clone();
-        let thread = thread::Builder::new()
-            .name("spindle-log".into())
-            .spawn(move || write_loop(&thread_shared, out))?;
+        let thread =
+            thread::Builder::new().name("spindle-log".into()).spawn(move || write_loop(&thread_shared, out))?;
         *lock(&shared.thread) = Some(thread.thread().clone());
         Ok(LogFile { shared, thread: Some(thread) })
     }

@@ -399,13 +399,15 @@ fn serve(args: Args) -> Result<(), String> {
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("registering signals: {e}"))?;
     event_loop
-        .run(|event| {
-            if event.token() == SIGNALS && on_signals(&mut signals) {
-                Control::Shutdown
-            } else {
-                Control::Continue
-            }
-        })
+        .run(
+            |event| {
+                if event.token() == SIGNALS && on_signals(&mut signals) {
+                    Control::Shutdown
+                } else {
+                    Control::Continue
+                }
+            },
+        )
         .map_err(|e| format!("event loop: {e}"))?;
     // Worker 0 has drained; the others drain on the same grace period. Keep
     // answering signals (a second SIGTERM) until they are done.
