@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::time::UNIX_EPOCH;
 
+use super::cache::Identity;
+
 /// One entry of a listing.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -178,6 +180,11 @@ struct Html<'a>(&'a [u8]);
 
 impl std::fmt::Display for Html<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Ok(text) = std::str::from_utf8(self.0) {
+            if !text.bytes().any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+                return f.write_str(text);
+            }
+        }
         for c in String::from_utf8_lossy(self.0).chars() {
             match c {
                 '&' => f.write_str("&amp;")?,
@@ -197,11 +204,17 @@ struct Href<'a>(&'a [u8]);
 
 impl std::fmt::Display for Href<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for &b in self.0 {
-            if b.is_ascii_alphanumeric() || b"-._~!$'()*+,;=:@".contains(&b) {
-                f.write_char(char::from(b))?;
-            } else {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$'()*+,;=:@".contains(&b);
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+            // The run is ASCII by construction.
+            f.write_str(std::str::from_utf8(&rest[..run]).unwrap_or_default())?;
+            if let Some(&b) = rest.get(run) {
                 write!(f, "%{b:02X}")?;
+                rest = &rest[run + 1..];
+            } else {
+                break;
             }
         }
         Ok(())
@@ -256,5 +269,65 @@ mod tests {
         let o = Options::from_query(Some("sort=size&order=desc&format=json"));
         assert_eq!(o, Options { sort: SortKey::Size, descending: true, json: true });
         assert_eq!(Options::from_query(Some("sort=bogus")).sort, SortKey::Name);
+    }
+}
+
+/// Rendered listings, kept while file metadata may be trusted
+/// (`StaticFiles::revalidate_after`): one per request path and options, served
+/// again only while the directory itself is unchanged (an entry added, removed or
+/// renamed changes it) and the trust interval since rendering has not passed.
+#[derive(Debug, Default)]
+pub(crate) struct ListingCache {
+    entries: Vec<Cached>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Cached {
+    path: Box<[u8]>,
+    options: Options,
+    dir: Identity,
+    body: std::sync::Arc<[u8]>,
+    rendered: std::time::Instant,
+}
+
+/// Most listings kept, and most bytes of them.
+const MAX_LISTINGS: usize = 32;
+const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
+
+impl ListingCache {
+    /// The listing of `path` with `options`, if rendered less than `valid` ago from
+    /// a directory that still has identity `dir`.
+    pub(crate) fn get(
+        &self,
+        path: &[u8],
+        options: Options,
+        dir: Identity,
+        valid: std::time::Duration,
+    ) -> Option<std::sync::Arc<[u8]>> {
+        self.entries
+            .iter()
+            .find(|c| c.options == options && *c.path == *path)
+            .filter(|c| c.dir == dir && c.rendered.elapsed() < valid)
+            .map(|c| c.body.clone())
+    }
+
+    /// Keeps a rendered listing, dropping the oldest ones to stay within bounds.
+    pub(crate) fn insert(&mut self, path: &[u8], options: Options, dir: Identity, body: std::sync::Arc<[u8]>) {
+        if body.len() > MAX_LISTING_BYTES / 4 {
+            return;
+        }
+        if let Some(i) = self.entries.iter().position(|c| c.options == options && *c.path == *path) {
+            self.bytes -= self.entries.remove(i).body.len();
+        }
+        while self.entries.len() >= MAX_LISTINGS || self.bytes + body.len() > MAX_LISTING_BYTES {
+            let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, c)| c.rendered).map(|(i, _)| i) else {
+                break;
+            };
+            self.bytes -= self.entries.remove(oldest).body.len();
+        }
+        self.bytes += body.len();
+        let rendered = std::time::Instant::now();
+        self.entries.push(Cached { path: path.into(), options, dir, body, rendered });
     }
 }

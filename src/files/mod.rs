@@ -59,6 +59,8 @@ pub struct StaticFiles {
     /// Reused for the open-file cache's keys.
     key: RefCell<Vec<u8>>,
     cache: Option<RefCell<cache::FileCache>>,
+    /// Rendered listings, kept only while file metadata may be trusted.
+    listings: RefCell<listing::ListingCache>,
     /// How long a cached file is trusted before its identity is checked again.
     revalidate_after: std::time::Duration,
     listing: bool,
@@ -79,6 +81,7 @@ impl StaticFiles {
             scratch: RefCell::new(Vec::new()),
             key: RefCell::new(Vec::new()),
             cache: Some(RefCell::default()),
+            listings: RefCell::default(),
             revalidate_after: std::time::Duration::ZERO,
             listing: false,
             precompressed: true,
@@ -332,6 +335,30 @@ impl StaticFiles {
         }
         let mut options = listing::Options::from_query(req.query());
         options.json |= req.headers().get_bytes("accept").is_some_and(listing::prefers_json);
+        let respond = |body: Body| {
+            let content_type = if options.json {
+                HeaderValue::mime("application/json", false)
+            } else {
+                HeaderValue::mime("text/html", true)
+            };
+            Response::new(Status::OK).with_header("Content-Type", content_type).with_body(body)
+        };
+        // While file metadata may be trusted for a while, so may a rendered listing.
+        let identity = (self.cache.is_some() && !self.revalidate_after.is_zero())
+            .then(|| dir.metadata().ok())
+            .flatten()
+            .map(|meta| cache::Identity {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            });
+        let path = req.path_bytes();
+        if let Some(dir) = identity {
+            if let Some(body) = self.listings.borrow().get(path, options, dir, self.revalidate_after) {
+                return respond(Body::Shared(body));
+            }
+        }
         let entries = match listing::read(&dir, options) {
             Ok(entries) => entries,
             Err(e) => {
@@ -339,10 +366,14 @@ impl StaticFiles {
                 return self.error(Status::INTERNAL_SERVER_ERROR, scratch);
             }
         };
-        if options.json {
-            Response::json(listing::json(&entries))
-        } else {
-            Response::html(listing::html(req.path_bytes(), &entries, options))
+        let text = if options.json { listing::json(&entries) } else { listing::html(path, &entries, options) };
+        match identity {
+            Some(dir) => {
+                let body: Arc<[u8]> = Arc::from(text.into_bytes());
+                self.listings.borrow_mut().insert(path, options, dir, body.clone());
+                respond(Body::Shared(body))
+            }
+            None => respond(Body::Bytes(text.into_bytes())),
         }
     }
 
