@@ -9,6 +9,12 @@
 //!
 //! Handlers and middleware run on the loop thread and must not block.
 //!
+//! For a daemon: [`listen`] binds `SO_REUSEPORT` sockets (one per worker
+//! thread, each running its own server) and takes over inherited ones (systemd
+//! socket activation); [`LogFile`] writes an access log from a thread of its own
+//! and reopens it for log rotation; [`StatsHandle`] reads a server's counters
+//! from any thread and [`StatsPage`] serves them as JSON or Prometheus text.
+//!
 //! ```no_run
 //! use spindle::{AccessLog, Config, LogFormat, Response, Router, Server, StaticFiles};
 //!
