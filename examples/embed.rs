@@ -8,6 +8,7 @@
 //! ```sh
 //! cargo run --example embed
 //! curl http://127.0.0.1:8080/             # HTTP, served by spindle
+//! curl http://127.0.0.1:8080/status       # spindle's counters as JSON
 //! echo hi | nc -u -w1 127.0.0.1 9000      # UDP, echoed by the host program
 //! ```
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use spindle::{Config, Request, Response, Router, Server};
+use spindle::{Config, Request, Response, Router, Server, StatsHandle, StatsPage};
 
 /// The host's own source.
 const UDP: Token = Token(0);
@@ -30,8 +31,12 @@ fn main() -> io::Result<()> {
     let mut udp = UdpSocket::bind("127.0.0.1:9000".parse().expect("a valid address"))?;
     poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
 
-    let router = Router::new().get("/", |req: &Request<'_>| Response::text(format!("hello, {}\n", req.peer())));
-    let mut server = Server::new(Config::default(), router);
+    // The status page reports the server it is mounted in: the handle exists first.
+    let stats = StatsHandle::new();
+    let router = Router::new()
+        .get("/", |req: &Request<'_>| Response::text(format!("hello, {}\n", req.peer())))
+        .get("/status", StatsPage::new(vec![stats.clone()]));
+    let mut server = Server::with_stats(Config::default(), router, stats);
     let http = server.bind("127.0.0.1:8080".parse().expect("a valid address"))?;
     server.register(poll.registry(), SPINDLE)?;
     log::info!("HTTP on http://{http}/, UDP echo on {}", udp.local_addr()?);
