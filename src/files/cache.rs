@@ -27,6 +27,14 @@ pub(crate) struct Identity {
     pub mtime: (i64, u32),
 }
 
+impl Identity {
+    /// The identity in `meta`.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity { dev: meta.dev(), ino: meta.ino(), len: meta.len(), mtime: (meta.mtime(), meta.mtime_nsec() as u32) }
+    }
+}
+
 /// A cached file.
 #[derive(Debug)]
 pub(crate) struct Entry {

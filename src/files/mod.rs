@@ -12,7 +12,7 @@ mod resolve;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -286,12 +286,7 @@ impl StaticFiles {
             return Err(file);
         }
         let Ok(meta) = file.file.metadata() else { return Err(file) };
-        let identity = cache::Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
-        };
+        let identity = cache::Identity::of(&meta);
         let mut contents = vec![0; file.len as usize];
         if identity.len != file.len || file.file.read_exact_at(&mut contents, 0).is_err() {
             return Err(file);
@@ -347,12 +342,7 @@ impl StaticFiles {
         let identity = (self.cache.is_some() && !self.revalidate_after.is_zero())
             .then(|| dir.metadata().ok())
             .flatten()
-            .map(|meta| cache::Identity {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                len: meta.len(),
-                mtime: (meta.mtime(), meta.mtime_nsec() as u32),
-            });
+            .map(|meta| cache::Identity::of(&meta));
         let path = req.path_bytes();
         if let Some(dir) = identity {
             if let Some(body) = self.listings.borrow().get(path, options, dir, self.revalidate_after) {
