@@ -54,6 +54,9 @@ pub use run::{run, Control, EventLoop, SERVER_FIRST_TOKEN};
 pub use server::{Server, Stats, TOKEN_SPAN};
 pub use status::Status;
 
+#[doc(hidden)]
+pub mod fuzz_api;
+
 /// Internal functions exposed for the benchmarks in `benches/`; not a stable API.
 #[doc(hidden)]
 pub mod bench_api {
