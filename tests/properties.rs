@@ -413,3 +413,36 @@ fn satisfiable_ranges_are_sorted_disjoint_and_within_the_file() {
         })
         .unwrap();
 }
+
+// ---- found while fuzzing ------------------------------------------------------------------
+
+/// A site on tmpfs (which, unlike ext4, keeps any modification time) holding
+/// `dir/far.txt`, last modified in the year 10000; `None` without /dev/shm.
+fn far_future_site() -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir_in("/dev/shm").ok()?;
+    std::fs::create_dir(dir.path().join("dir")).unwrap();
+    let file = std::fs::File::create(dir.path().join("dir/far.txt")).unwrap();
+    (&file).write_all(b"far").unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_800)).unwrap();
+    Some(dir)
+}
+
+#[test]
+fn a_file_modified_after_year_9999_is_served() {
+    let Some(site) = far_future_site() else { return };
+    let server = TestServer::with_root(site.path());
+    let r = get(server.addr, "/dir/far.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "far"), "{r:?}");
+    assert_eq!(r.header("last-modified"), Some("Fri, 31 Dec 9999 23:59:59 GMT"));
+}
+
+#[test]
+#[ignore = "bug: src/files/listing.rs renders modification times with httpdate::fmt_http_date, which panics after year 9999 (500)"]
+fn a_listing_with_a_file_modified_after_year_9999_is_served() {
+    let Some(site) = far_future_site() else { return };
+    let files = spindle::StaticFiles::new(site.path()).unwrap().listing(true);
+    let server = TestServer::with_router(Router::new().fallback(files), Config::default());
+    let r = get(server.addr, "/dir/");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.text().contains("far.txt"));
+}
