@@ -95,8 +95,7 @@ fuzz_target!(|input: Input<'_>| {
     if outcome != Precondition::Failed && own_tag(first("If-None-Match")) {
         assert_eq!(outcome, Precondition::NotModified, "our own tag in If-None-Match");
     }
-    if outcome != Precondition::Failed && !has("If-None-Match") && first("If-Modified-Since") == Some(date.as_bytes())
-    {
+    if outcome != Precondition::Failed && !has("If-None-Match") && first("If-Modified-Since") == Some(date.as_bytes()) {
         assert_eq!(outcome, Precondition::NotModified, "our own date in If-Modified-Since");
     }
 
