@@ -1035,7 +1035,7 @@ type Span = (usize, usize);
 
 /// Splits a request target into the ranges of its path and query. Absolute-form
 /// targets (`http://host/path`) are reduced to their path; `None` for other forms.
-fn split_target(target: &[u8]) -> Option<(Span, Option<Span>)> {
+pub(crate) fn split_target(target: &[u8]) -> Option<(Span, Option<Span>)> {
     let start = match target.first() {
         Some(b'/') => 0,
         _ => {

@@ -67,6 +67,9 @@ pub use stats::{Stats, StatsHandle, Timeouts};
 pub use stats_page::StatsPage;
 pub use status::Status;
 
+#[doc(hidden)]
+pub mod fuzz_api;
+
 /// Internal functions exposed for the benchmarks in `benches/`; not a stable API.
 #[doc(hidden)]
 pub mod bench_api {

@@ -7,12 +7,16 @@ use crate::parse::{list_items, trim};
 use crate::request::Headers;
 use crate::response::HeaderValue;
 
+/// The last second an HTTP date can express (9999-12-31 23:59:59 UTC): later
+/// modification times (a file on tmpfs can have one) are clamped to it.
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
 /// The validators of one file version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Validators {
     /// A strong entity tag with its quotes, e.g. `"6560a1c2.1f0e-400"`.
     pub etag: HeaderValue,
-    /// Modification time, whole seconds since the epoch.
+    /// Modification time, whole seconds since the epoch, at most [`LAST_HTTP_DATE`].
     pub modified: u64,
 }
 
@@ -29,7 +33,7 @@ impl Validators {
             since.as_secs(),
             since.subsec_nanos()
         ));
-        Validators { etag, modified: since.as_secs() }
+        Validators { etag, modified: since.as_secs().min(LAST_HTTP_DATE) }
     }
 
     /// The entity tag as text.
@@ -160,6 +164,17 @@ mod tests {
         let gz = Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000), "gzip");
         assert_eq!(gz.etag(), "\"6553f100.0-400-gzip\"");
         assert_eq!(v().last_modified().to_string(), AT);
+    }
+
+    #[test]
+    fn modified_after_year_9999_is_clamped() {
+        // Found by fuzz/fuzz_targets/conditional.rs: rendering Last-Modified panicked.
+        let far = Validators::new(1, UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1), "");
+        assert_eq!(far.last_modified().to_string(), "Fri, 31 Dec 9999 23:59:59 GMT");
+        let date = far.last_modified().to_string();
+        let mut out = Precondition::Proceed;
+        with_headers(&[&format!("If-Modified-Since: {date}")], |h| out = evaluate(h, &far));
+        assert_eq!(out, Precondition::NotModified, "its own Last-Modified validates");
     }
 
     #[test]

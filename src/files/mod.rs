@@ -3,11 +3,11 @@
 //! precompressed siblings, cache headers, directory listings, error pages.
 
 mod cache;
-mod conditional;
+pub(crate) mod conditional;
 mod encoding;
 mod listing;
-mod range;
-mod resolve;
+pub(crate) mod range;
+pub(crate) mod resolve;
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
