@@ -9,7 +9,7 @@ use crate::response::HeaderValue;
 
 /// The last second an HTTP date can express (9999-12-31 23:59:59 UTC): later
 /// modification times (a file on tmpfs can have one) are clamped to it.
-const LAST_HTTP_DATE: u64 = 253_402_300_799;
+pub(crate) const LAST_HTTP_DATE: u64 = 253_402_300_799;
 
 /// The validators of one file version.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -226,7 +226,8 @@ struct Utc(u64);
 
 impl std::fmt::Display for Utc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(self.0));
+        let secs = self.0.min(super::conditional::LAST_HTTP_DATE);
+        let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
         // "Sun, 06 Nov 1994 08:49:37 GMT" → keep it as the HTTP date, minus seconds.
         f.write_str(text.get(5..22).unwrap_or(&text))
     }
