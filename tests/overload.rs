@@ -62,6 +62,16 @@ enum Probe {
     Late(String),
 }
 
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Answered(status) => write!(f, "answered {status}"),
+            Probe::Refused(how) => write!(f, "refused ({how})"),
+            Probe::Late(what) => write!(f, "late ({what})"),
+        }
+    }
+}
+
 /// A `GET path` on a new connection, each step bounded by `limit`; how it went and
 /// how long it took.
 fn probe(addr: SocketAddr, path: &str, limit: Duration) -> (Probe, Duration) {
@@ -476,7 +486,7 @@ fn burst_of_20000_connections_is_answered_promptly_with_bounded_memory_and_full_
     );
     // The probe never waited for long, and was mostly answered rather than refused.
     for (outcome, took) in &probes {
-        assert!(!matches!(outcome, Probe::Late(_)) && *took <= PROMPT, "probe: {outcome:?} after {took:?}");
+        assert!(!matches!(outcome, Probe::Late(_)) && *took <= PROMPT, "probe: {outcome} after {took:?}");
     }
     assert!(probes_answered * 10 >= probes.len() * 9, "probes answered: {probes_answered} of {}", probes.len());
 
@@ -751,7 +761,7 @@ fn out_of_file_descriptors_a_new_client_is_answered_or_refused_promptly() {
     let (outcome, took) = probe(addr, "/style.css", PROMPT);
     assert!(
         !matches!(outcome, Probe::Late(_)) && took <= PROMPT,
-        "new client out of descriptors: {outcome:?} after {took:?} (idle timeout 10 s)"
+        "new client out of descriptors: {outcome} after {took:?} (idle timeout 10 s)"
     );
     drop(clients);
 }
