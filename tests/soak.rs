@@ -462,15 +462,22 @@ fn soak_mixed_clients_leave_no_leaks_and_no_server_errors() {
         }
     }
 
-    // Sample the server while the clients run.
+    // Sample the server while the clients run, with a progress line every 30 s.
     let (mut peak_fds, mut peak_rss, mut warm_rss) = (start_fds, start_rss, None);
+    let mut next_report = began + Duration::from_secs(30);
     while Instant::now() < until {
         thread::sleep(ms(250));
-        peak_fds = peak_fds.max(fd_count(pid));
+        let fds = fd_count(pid);
+        peak_fds = peak_fds.max(fds);
         let rss = rss_kib(pid);
         peak_rss = peak_rss.max(rss);
         if warm_rss.is_none() && began.elapsed() >= Duration::from_secs(secs / 6) {
             warm_rss = Some(rss);
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(30);
+            let answered: u64 = tallies.iter().map(|t| t.ok.load(Ordering::Relaxed)).sum();
+            eprintln!("  {:>4} s: {answered} exchanges, server fds {fds}, RSS {rss} KiB", began.elapsed().as_secs());
         }
         assert!(p.child.try_wait().unwrap().is_none(), "server exited:\n{}", p.stderr());
     }
