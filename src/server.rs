@@ -26,6 +26,9 @@ const LISTENER_TOKENS: usize = 64;
 const KEY_BITS: u32 = 32;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
+/// The answer to a client accepted only to be refused for lack of descriptors.
+const REFUSAL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
 /// Spare in-flight states (with their buffers) kept under load.
 const POOL_SPARE: usize = 64;
 /// Spares kept after a quiet spell, and how often that is checked.
@@ -62,11 +65,16 @@ pub struct Server {
     yielded_spare: Vec<(usize, u16)>,
     /// Accepting is paused after EMFILE/ENFILE until this time.
     accept_paused_until: Option<Millis>,
+    /// A descriptor held in reserve: out of descriptors with no idle connection to
+    /// close, it is given up for a moment to accept a client and refuse it (503)
+    /// rather than leave it waiting in the backlog.
+    reserve_fd: Option<std::fs::File>,
     /// Accepting stopped at `max_connections`; resume when a connection closes.
     accept_full: bool,
     /// Try the listeners again at the end of this turn.
     accept_resume: bool,
-    last_pressure_warning: Option<Millis>,
+    /// When each kind of pressure was last logged.
+    last_pressure_warning: [Option<Millis>; PRESSURE_KINDS],
     /// Delayed responses by due time: (due, slab key, generation).
     delays: BinaryHeap<Reverse<(Millis, usize, u16)>>,
     /// When the buffer pools are next trimmed.
@@ -121,9 +129,10 @@ impl Server {
             yielded: Vec::new(),
             yielded_spare: Vec::new(),
             accept_paused_until: None,
+            reserve_fd: std::fs::File::open("/dev/null").ok(),
             accept_full: false,
             accept_resume: false,
-            last_pressure_warning: None,
+            last_pressure_warning: [None; PRESSURE_KINDS],
             next_pool_trim: POOL_TRIM_MS,
             delays: BinaryHeap::new(),
             drain_deadline: None,
@@ -392,7 +401,7 @@ impl Server {
             let at_limit = self.conns.len() >= self.shared.config.max_connections;
             if at_limit && self.timers.oldest(TimerKind::Idle).is_none() {
                 // Leave further clients in the backlog until a connection closes or goes idle.
-                self.pressure(format_args!("connection limit reached: pausing accepts"));
+                self.pressure(Pressure::TableFull, format_args!("connection limit reached: pausing accepts"));
                 self.accept_full = true;
                 return;
             }
@@ -401,7 +410,10 @@ impl Server {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     if let Some(oldest) = self.timers.oldest(TimerKind::Idle).filter(|_| at_limit) {
-                        self.pressure(format_args!("connection limit reached: closing the oldest idle connection"));
+                        self.pressure(
+                            Pressure::TableEvict,
+                            format_args!("connection limit reached: closing the oldest idle connection"),
+                        );
                         self.shared.counters.evicted();
                         self.close(oldest);
                     }
@@ -413,9 +425,23 @@ impl Server {
                 Err(e) => match e.raw_os_error() {
                     _ if e.kind() == io::ErrorKind::WouldBlock => return,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {}
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    Some(libc::EMFILE | libc::ENFILE) => {
                         self.shared.counters.accept_error();
-                        self.pressure(format_args!("accept on {addr}: {e}; pausing accepts"));
+                        match self.out_of_descriptors(index) {
+                            Room::Made => {}
+                            Room::NoneWaiting => return,
+                            Room::None => {
+                                self.pressure(
+                                    Pressure::AcceptPaused,
+                                    format_args!("accept on {addr}: {e}; pausing accepts"),
+                                );
+                                self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
+                            }
+                        }
+                    }
+                    Some(libc::ENOBUFS | libc::ENOMEM) => {
+                        self.shared.counters.accept_error();
+                        self.pressure(Pressure::AcceptPaused, format_args!("accept on {addr}: {e}; pausing accepts"));
                         self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF_MS);
                     }
                     _ => {
@@ -425,6 +451,49 @@ impl Server {
                     }
                 },
             }
+        }
+    }
+
+    /// Out of file descriptors while a client may be waiting on listener `index`:
+    /// makes room by closing the oldest idle keep-alive connection, or else accepts
+    /// the client on the reserve descriptor and refuses it with a 503.
+    fn out_of_descriptors(&mut self, index: usize) -> Room {
+        if let Some(oldest) = self.timers.oldest(TimerKind::Idle) {
+            self.pressure(
+                Pressure::FdEvict,
+                format_args!("out of file descriptors: closing the oldest idle connection"),
+            );
+            self.shared.counters.evicted();
+            self.close(oldest);
+            return Room::Made;
+        }
+        let Some(reserve) = self.reserve_fd.take() else { return Room::None };
+        drop(reserve);
+        let accepted = self.listeners.get(index).map(|l| l.socket.accept());
+        let waiting = !matches!(&accepted, Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock);
+        let refused = match accepted {
+            Some(Ok((mut stream, _))) => {
+                // Best effort: the socket is new, so its send buffer has room for this.
+                // Reading what the request sent so far keeps the close from
+                // resetting the connection before the answer is read.
+                let _ = io::Read::read(&mut stream, &mut [0; 2048]);
+                let _ = io::Write::write(&mut stream, REFUSAL);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                true
+            }
+            _ => false,
+        };
+        // The refused socket is closed by now: its descriptor becomes the reserve again.
+        self.reserve_fd = std::fs::File::open("/dev/null").ok();
+        if refused {
+            self.pressure(Pressure::FdRefuse, format_args!("out of file descriptors: refusing new connections (503)"));
+            self.shared.counters.refused();
+        }
+        match (refused, self.reserve_fd.is_some()) {
+            (true, true) => Room::Made,
+            // Nobody in the backlog: the next one arrives with a readiness event.
+            (false, true) if !waiting => Room::NoneWaiting,
+            _ => Room::None,
         }
     }
 
@@ -453,13 +522,35 @@ impl Server {
     }
 
     /// Logs resource pressure at warn level, at most once per second.
-    fn pressure(&mut self, message: std::fmt::Arguments<'_>) {
+    fn pressure(&mut self, kind: Pressure, message: std::fmt::Arguments<'_>) {
         let now = self.shared.now;
-        if self.last_pressure_warning.is_none_or(|t| now >= t + 1000) {
-            self.last_pressure_warning = Some(now);
+        let last = &mut self.last_pressure_warning[kind as usize];
+        if last.is_none_or(|t| now >= t + 1000) {
+            *last = Some(now);
             log::warn!("{message}");
         }
     }
+}
+
+/// Kinds of resource pressure, each logged at most once a second.
+#[derive(Clone, Copy)]
+enum Pressure {
+    TableFull,
+    TableEvict,
+    AcceptPaused,
+    FdEvict,
+    FdRefuse,
+}
+const PRESSURE_KINDS: usize = 5;
+
+/// What running out of file descriptors left room for.
+enum Room {
+    /// A descriptor was freed, or the waiting client refused: accept again.
+    Made,
+    /// No client is waiting: wait for the listener's next event.
+    NoneWaiting,
+    /// Nothing could be done: pause accepting for a while.
+    None,
 }
 
 /// The token of connection `key` in its `gen`eration.

@@ -32,8 +32,11 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Deadlines that expired, by kind.
     pub timeouts: Timeouts,
-    /// Idle keep-alive connections closed to make room at the connection limit.
+    /// Idle keep-alive connections closed to make room (at the connection limit,
+    /// or out of file descriptors).
     pub evicted: u64,
+    /// Connections refused with a 503 for lack of file descriptors.
+    pub refused: u64,
     /// Handlers that panicked (each answered with 500).
     pub handler_panics: u64,
     /// Connections the client reset or abandoned mid-exchange.
@@ -85,6 +88,7 @@ impl Stats {
         t.send += o.send;
         t.linger += o.linger;
         self.evicted += other.evicted;
+        self.refused += other.refused;
         self.handler_panics += other.handler_panics;
         self.client_resets += other.client_resets;
         self.io_errors += other.io_errors;
@@ -140,6 +144,7 @@ pub(crate) struct Counters {
     bytes_sent: AtomicU64,
     timeouts: [AtomicU64; 5],
     evicted: AtomicU64,
+    refused: AtomicU64,
     handler_panics: AtomicU64,
     client_resets: AtomicU64,
     io_errors: AtomicU64,
@@ -187,6 +192,10 @@ impl Counters {
 
     pub(crate) fn evicted(&self) {
         bump(&self.evicted, 1);
+    }
+
+    pub(crate) fn refused(&self) {
+        bump(&self.refused, 1);
     }
 
     pub(crate) fn handler_panic(&self) {
@@ -246,6 +255,7 @@ impl Counters {
                 linger: timeout(TimerKind::Linger),
             },
             evicted: get(&self.evicted),
+            refused: get(&self.refused),
             handler_panics: get(&self.handler_panics),
             client_resets: get(&self.client_resets),
             io_errors: get(&self.io_errors),

@@ -65,13 +65,14 @@ fn timeouts(s: &Stats) -> [(&'static str, u64); 5] {
     [("header", t.header), ("body", t.body), ("idle", t.idle), ("send", t.send), ("linger", t.linger)]
 }
 
-fn errors(s: &Stats) -> [(&'static str, u64); 5] {
+fn errors(s: &Stats) -> [(&'static str, u64); 6] {
     [
         ("handler_panics", s.handler_panics),
         ("client_resets", s.client_resets),
         ("io_errors", s.io_errors),
         ("accept_errors", s.accept_errors),
         ("evicted", s.evicted),
+        ("refused", s.refused),
     ]
 }
 
@@ -137,7 +138,8 @@ fn prometheus(s: &Stats, workers: usize, uptime: u64) -> String {
             "client_resets" => "Connections reset or abandoned by the client mid-exchange.",
             "io_errors" => "Other I/O errors on connections.",
             "accept_errors" => "Failed accept calls, running out of file descriptors included.",
-            _ => "Idle connections closed to make room at the connection limit.",
+            "evicted" => "Idle connections closed to make room for new ones.",
+            _ => "Connections refused (503) for lack of file descriptors.",
         };
         metric(&format!("{name}_total"), "counter", help, &[("", value)]);
     }

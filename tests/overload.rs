@@ -670,81 +670,90 @@ fn flood(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
+/// A connection that has sent part of a request head: busy, never idle.
+fn busy_connection(addr: SocketAddr) -> BufReader<TcpStream> {
+    let mut s = connect(addr);
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: busy\r\n").unwrap();
+    BufReader::new(s)
+}
+
 #[test]
-fn out_of_file_descriptors_keeps_serving_open_connections_without_spinning_and_recovers() {
+fn out_of_file_descriptors_idle_connections_make_room_busy_ones_are_kept_and_newcomers_refused() {
     let _serial = serial();
     let (p, _root) = start_with_few_fds(&["--idle-timeout", "30", "--header-timeout", "30"]);
     let addr = p.addr();
     let pid = p.child.id();
     let baseline = settled_baseline(&p);
-    let mut held: Vec<_> = (0..4).map(|_| idle_connection(addr)).collect();
+    // Busy connections, mid-request: never taken to make room.
+    let mut held: Vec<_> = (0..4).map(|_| busy_connection(addr)).collect();
 
-    // Far more clients than descriptors: the server takes what it can and pauses.
-    let clients = flood(addr, 3 * FD_LIMIT as usize);
+    // Three times more keep-alive clients than descriptors, each asking once and
+    // then idle: each is answered promptly, the oldest idle ones closed to make room.
+    let t = Instant::now();
+    let flood: Vec<_> = flood(addr, 3 * FD_LIMIT as usize).into_iter().map(BufReader::new).collect();
+    for (i, mut c) in flood.into_iter().enumerate() {
+        c.get_mut().set_read_timeout(Some(PROMPT)).unwrap();
+        let r = read_response(&mut c, false);
+        assert_eq!((r.status, r.text().as_str()), (200, INDEX_BODY), "flood client {i}");
+    }
+    eprintln!("out of descriptors: {} keep-alive clients answered in {:?}", 3 * FD_LIMIT, t.elapsed());
+    assert!(t.elapsed() < 2 * PROMPT, "the flood took {:?}", t.elapsed());
+    for (i, c) in held.iter_mut().enumerate() {
+        // The end of the head: the request these connections were in the middle of.
+        c.get_mut().write_all(b"\r\n").unwrap();
+        assert!(!c.fill_buf().unwrap().is_empty(), "busy connection {i} was closed");
+        let r = read_response(c, false);
+        assert_eq!((r.status, r.text().as_str()), (200, INDEX_BODY), "busy connection {i}");
+    }
+
+    // Every descriptor held by a busy connection: a newcomer is refused at once, with a 503.
+    let busy: Vec<_> = (0..FD_LIMIT as usize).map(|_| busy_connection(addr)).collect();
     assert!(
-        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT - 1 && p.stderr().contains("pausing accepts")),
-        "not saturated: {} fds of {FD_LIMIT}\n{}",
-        fd_count(pid),
-        p.stderr()
+        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT - 1),
+        "not saturated: {} fds of {FD_LIMIT}",
+        fd_count(pid)
+    );
+    for _ in 0..5 {
+        let (outcome, took) = probe(addr, "/style.css", PROMPT);
+        assert!(matches!(outcome, Probe::Answered(503)), "newcomer while saturated: {outcome} after {took:?}");
+    }
+    // Saturated and with no newcomers, the server sleeps.
+    let cpu_before = cpu_time(pid);
+    let quiet = Instant::now();
+    thread::sleep(ms(1000));
+    let cpu = cpu_time(pid) - cpu_before;
+    assert!(
+        cpu * 10 <= quiet.elapsed(),
+        "server used {cpu:?} of CPU in {:?} while out of descriptors",
+        quiet.elapsed()
     );
 
-    // For two seconds of saturation, the connections it has are served: a cached
-    // file as usual, a file that needs a descriptor with an answer (503) that keeps
-    // the connection. Meanwhile the server sleeps between its accept retries.
-    let saturated = Instant::now();
-    let cpu_before = cpu_time(pid);
-    let mut rounds = 0;
-    while saturated.elapsed() < ms(2000) {
-        for (i, c) in held.iter_mut().enumerate() {
-            let t = Instant::now();
-            let r = keep_alive_get(c, "/index.html").unwrap_or_else(|e| panic!("held connection {i}: {e}"));
-            assert_eq!((r.status, r.text().as_str()), (200, INDEX_BODY), "held connection {i}");
-            let r = keep_alive_get(c, "/big.bin").unwrap_or_else(|e| panic!("held connection {i}, big file: {e}"));
-            assert!(matches!(r.status, 200 | 503), "held connection {i}: {} for a file needing a descriptor", r.status);
-            if r.status == 200 {
-                assert_eq!(r.body.len(), 1 << 20);
-            }
-            assert!(t.elapsed() < PROMPT, "held connection {i} answered after {:?}", t.elapsed());
-        }
-        rounds += 1;
-        thread::sleep(ms(100));
-    }
-    let cpu = cpu_time(pid) - cpu_before;
-    let wall = saturated.elapsed();
-    eprintln!("out of descriptors: {rounds} rounds on {} held connections; server CPU {cpu:?} in {wall:?}", held.len());
-    // A server retrying accept in a loop would use the whole 2 s; it retries every 100 ms.
-    assert!(cpu * 10 <= wall, "server used {cpu:?} of CPU in {wall:?} while out of descriptors");
-
     let stderr = p.stderr();
-    let warned = assert_pressure_rate_limited(&stderr, "pausing accepts");
-    assert!(warned as u64 <= saturated.elapsed().as_secs() + 2, "{warned} warnings about pausing accepts");
+    for needle in ["closing the oldest idle connection", "refusing new connections"] {
+        let warned = assert_pressure_rate_limited(&stderr, needle);
+        assert!(warned >= 1, "no warning {needle:?}:\n{stderr}");
+    }
     let errors = error_lines(&stderr);
     assert!(errors.is_empty(), "errors logged while out of descriptors:\n{}", errors.join("\n"));
 
-    // Once the flood is gone, new clients are served and the descriptors come back.
-    drop(clients);
-    let mut last = None;
-    let recovered = wait_for(Duration::from_secs(10), || {
-        let (outcome, _) = probe(addr, "/style.css", PROMPT);
-        let ok = matches!(outcome, Probe::Answered(200));
-        last = Some(outcome);
-        ok
-    });
-    assert!(recovered, "no new client served after the flood closed: {last:?}\n{}", p.stderr());
-    assert!(
-        wait_for(Duration::from_secs(5), || fd_count(pid) <= baseline + held.len()),
-        "server fds {} after the flood, baseline {baseline} + {} held",
-        fd_count(pid),
-        held.len()
-    );
+    // Once the busy clients leave, newcomers are served and the descriptors come back.
+    drop(busy);
+    let (outcome, _) = probe(addr, "/style.css", PROMPT);
+    assert!(matches!(outcome, Probe::Answered(200)), "after the busy clients left: {outcome}");
+    // The first connections were idle after their request when the busy ones came:
+    // closed to make room.
     for (i, c) in held.iter_mut().enumerate() {
-        let r = keep_alive_get(c, "/big.bin").unwrap_or_else(|e| panic!("held connection {i} after: {e}"));
-        assert_eq!((r.status, r.body.len()), (200, 1 << 20), "held connection {i} after the flood");
+        assert!(closed_by_server(c, PROMPT), "idle connection {i} kept while newcomers were refused");
     }
+    drop(held);
+    assert!(
+        wait_for(Duration::from_secs(5), || fd_count(pid) <= baseline),
+        "server fds {} at the end, baseline {baseline}",
+        fd_count(pid)
+    );
 }
 
 #[test]
-#[ignore = "bug: out of descriptors, idle keep-alive connections are not reclaimed: a new client waits for idle_timeout"]
 fn out_of_file_descriptors_a_new_client_is_answered_or_refused_promptly() {
     let _serial = serial();
     let (p, _root) = start_with_few_fds(&["--idle-timeout", "10"]);
@@ -753,7 +762,7 @@ fn out_of_file_descriptors_a_new_client_is_answered_or_refused_promptly() {
     // Every descriptor taken by a keep-alive connection that has been answered and is idle.
     let clients = flood(addr, 2 * FD_LIMIT as usize);
     assert!(
-        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT - 1 && p.stderr().contains("pausing accepts")),
+        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT - 1 && p.stderr().contains("out of file descriptors")),
         "not saturated: {} fds of {FD_LIMIT}\n{}",
         fd_count(pid),
         p.stderr()

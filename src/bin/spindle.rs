@@ -325,15 +325,6 @@ fn serve(args: Args) -> Result<(), String> {
         }
         servers.push(server);
     }
-    let root = args.root.display();
-    if let Some(server) = servers.first() {
-        for addr in server.local_addrs() {
-            log::info!("listening on http://{addr}/, serving {root}");
-        }
-    }
-    if workers > 1 {
-        log::info!("{workers} workers");
-    }
 
     // Workers 1.. on threads of their own, told to shut down through a waker.
     let shutdowns = Arc::new(AtomicU32::new(0));
@@ -398,6 +389,13 @@ fn serve(args: Args) -> Result<(), String> {
         .registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("registering signals: {e}"))?;
+    let root = args.root.display();
+    for addr in event_loop.server().local_addrs() {
+        log::info!("listening on http://{addr}/, serving {root}");
+    }
+    if workers > 1 {
+        log::info!("{workers} workers");
+    }
     event_loop
         .run(
             |event| {
