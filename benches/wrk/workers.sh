@@ -4,14 +4,17 @@
 # CPU use (100% = one core) and requests per server CPU-second for each.
 #
 #   benches/wrk/workers.sh [--workers N] [--rounds N] [--duration SECONDS] [--conns N] [--threads N]
+#                          [--pipeline DEPTH]
 #
 # On a machine where wrk shares the cores with the server, requests/s cannot
 # double; requests per server CPU-second staying level while CPU use grows is
-# what shows the workers scale (no shared state to contend for). Run the client
-# on another machine for the throughput figure. Needs wrk. Traffic: 127.0.0.1 only.
+# what shows the workers scale (no shared state to contend for). --pipeline 16
+# makes the client's share per request small, so that the server's cores are
+# the limit even here. Run the client on another machine for the plain
+# keep-alive figure. Needs wrk. Traffic: 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-workers=2 rounds=3 duration=10 conns=100 threads=2
+workers=2 rounds=3 duration=10 conns=100 threads=2 pipeline=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) workers=$2; shift 2 ;;
@@ -19,6 +22,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --conns) conns=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --pipeline) pipeline=$2; shift 2 ;;
     *) echo "usage: $0 [--workers N] [--rounds N] [--duration SECONDS] [--conns N] [--threads N]" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +48,10 @@ run() { # workers
   done
   local before after rps
   before=$(cpu_ticks "$pid")
-  rps=$(wrk -t"$threads" -c"$conns" -d"${duration}s" http://127.0.0.1:18181/index.html | awk '/Requests\/sec/ { print $2 }')
+  local script=()
+  if [ "$pipeline" -gt 0 ]; then script=(-s benches/wrk/pipeline.lua); fi
+  rps=$(wrk -t"$threads" -c"$conns" -d"${duration}s" "${script[@]}" http://127.0.0.1:18181/index.html \
+    ${script:+-- "$pipeline"} | awk '/Requests\/sec/ { print $2 }')
   after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   awk -v rps="$rps" -v t="$((after - before))" -v hz="$ticks" -v d="$duration" -v w="$1" 'BEGIN {
