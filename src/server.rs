@@ -69,8 +69,6 @@ pub struct Server {
     /// close, it is given up for a moment to accept a client and refuse it (503)
     /// rather than leave it waiting in the backlog.
     reserve_fd: Option<std::fs::File>,
-    /// Accepting stopped at `max_connections`; resume when a connection closes.
-    accept_full: bool,
     /// Try the listeners again at the end of this turn.
     accept_resume: bool,
     /// When each kind of pressure was last logged.
@@ -130,7 +128,6 @@ impl Server {
             yielded_spare: Vec::new(),
             accept_paused_until: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
-            accept_full: false,
             accept_resume: false,
             last_pressure_warning: [None; PRESSURE_KINDS],
             next_pool_trim: POOL_TRIM_MS,
@@ -357,11 +354,6 @@ impl Server {
                 return self.close(key);
             }
         }
-        if self.accept_full && conn.phase() == Phase::Idle {
-            // An idle connection can make room for a client waiting in the backlog.
-            self.accept_full = false;
-            self.accept_resume = true;
-        }
         if let Some(at) = conn.take_delay_deadline() {
             self.delays.push(Reverse((at, key, gen)));
         }
@@ -379,10 +371,6 @@ impl Server {
             self.shared.counters.closed(conn.phase());
             conn.recycle(&mut self.shared);
         }
-        if self.accept_full {
-            self.accept_full = false;
-            self.accept_resume = true;
-        }
     }
 
     fn resume_accepting(&mut self, registry: &Registry) {
@@ -394,28 +382,32 @@ impl Server {
         }
     }
 
-    /// Accepts from listener `index` until it would block, the connection table is
-    /// full of busy connections, or file descriptors run out.
+    /// Accepts from listener `index` until it would block or file descriptors run
+    /// out. At the connection limit, the oldest idle keep-alive connection is closed
+    /// for a newcomer; with none idle, the newcomer is refused with a 503.
     fn accept_from(&mut self, registry: &Registry, index: usize) {
-        while self.accept_paused_until.is_none() && !self.accept_full {
-            let at_limit = self.conns.len() >= self.shared.config.max_connections;
-            if at_limit && self.timers.oldest(TimerKind::Idle).is_none() {
-                // Leave further clients in the backlog until a connection closes or goes idle.
-                self.pressure(Pressure::TableFull, format_args!("connection limit reached: pausing accepts"));
-                self.accept_full = true;
-                return;
-            }
+        while self.accept_paused_until.is_none() {
             let Some(listener) = self.listeners.get(index) else { return };
             let addr = listener.addr;
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(oldest) = self.timers.oldest(TimerKind::Idle).filter(|_| at_limit) {
-                        self.pressure(
-                            Pressure::TableEvict,
-                            format_args!("connection limit reached: closing the oldest idle connection"),
-                        );
-                        self.shared.counters.evicted();
-                        self.close(oldest);
+                    if self.conns.len() >= self.shared.config.max_connections {
+                        if let Some(oldest) = self.timers.oldest(TimerKind::Idle) {
+                            self.pressure(
+                                Pressure::TableEvict,
+                                format_args!("connection limit reached: closing the oldest idle connection"),
+                            );
+                            self.shared.counters.evicted();
+                            self.close(oldest);
+                        } else {
+                            self.pressure(
+                                Pressure::TableFull,
+                                format_args!("connection limit reached, none idle: refusing new connections (503)"),
+                            );
+                            self.shared.counters.refused();
+                            refuse(stream);
+                            continue;
+                        }
                     }
                     if !cfg!(target_os = "linux") {
                         let _ = stream.set_nodelay(true);
@@ -472,13 +464,8 @@ impl Server {
         let accepted = self.listeners.get(index).map(|l| l.socket.accept());
         let waiting = !matches!(&accepted, Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock);
         let refused = match accepted {
-            Some(Ok((mut stream, _))) => {
-                // Best effort: the socket is new, so its send buffer has room for this.
-                // Reading what the request sent so far keeps the close from
-                // resetting the connection before the answer is read.
-                let _ = io::Read::read(&mut stream, &mut [0; 2048]);
-                let _ = io::Write::write(&mut stream, REFUSAL);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
+            Some(Ok((stream, _))) => {
+                refuse(stream);
                 true
             }
             _ => false,
@@ -530,6 +517,16 @@ impl Server {
             log::warn!("{message}");
         }
     }
+}
+
+/// Answers a client accepted only to be refused with a 503, and closes it.
+fn refuse(mut stream: TcpStream) {
+    // Best effort: the socket is new, so its send buffer has room for this.
+    // Reading what the request sent so far keeps the close from resetting the
+    // connection before the answer is read.
+    let _ = io::Read::read(&mut stream, &mut [0; 2048]);
+    let _ = io::Write::write(&mut stream, REFUSAL);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// Kinds of resource pressure, each logged at most once a second.
