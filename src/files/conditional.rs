@@ -18,6 +18,8 @@ pub(crate) struct Validators {
     pub etag: HeaderValue,
     /// Modification time, whole seconds since the epoch, at most [`LAST_HTTP_DATE`].
     pub modified: u64,
+    /// `modified` as an HTTP date, rendered once.
+    last_modified: HeaderValue,
 }
 
 impl Validators {
@@ -33,7 +35,10 @@ impl Validators {
             since.as_secs(),
             since.subsec_nanos()
         ));
-        Validators { etag, modified: since.as_secs().min(LAST_HTTP_DATE) }
+        let modified = since.as_secs().min(LAST_HTTP_DATE);
+        let last_modified =
+            HeaderValue::format(format_args!("{}", httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified))));
+        Validators { etag, modified, last_modified }
     }
 
     /// The entity tag as text.
@@ -43,10 +48,7 @@ impl Validators {
 
     /// The `Last-Modified` value.
     pub(crate) fn last_modified(&self) -> HeaderValue {
-        HeaderValue::format(format_args!(
-            "{}",
-            httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(self.modified))
-        ))
+        self.last_modified.clone()
     }
 }
 

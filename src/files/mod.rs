@@ -307,18 +307,19 @@ impl StaticFiles {
     }
 
     /// The headers every file response (200, 206, 304) carries.
+    /// `response` is fresh: the fields are appended, not looked for first.
     fn file_headers(&self, mut response: Response, v: &Validators, coding: Option<Coding>) -> Response {
-        response.set_header("ETag", v.etag.clone());
-        response.set_header("Last-Modified", v.last_modified());
+        response.append_header("ETag", v.etag.clone());
+        response.append_header("Last-Modified", v.last_modified());
         if let Some(cc) = &self.cache_control {
-            response.set_header("Cache-Control", HeaderValue::from(cc.clone()));
+            response.append_header("Cache-Control", HeaderValue::from(cc.clone()));
         }
         if self.precompressed {
-            response.set_header("Vary", "Accept-Encoding");
+            response.append_header("Vary", "Accept-Encoding");
         }
         match coding {
-            Some(c) => response.set_header("Content-Encoding", c.token()),
-            None => response.set_header("Accept-Ranges", "bytes"),
+            Some(c) => response.append_header("Content-Encoding", c.token()),
+            None => response.append_header("Accept-Ranges", "bytes"),
         }
         response
     }
