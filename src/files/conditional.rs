@@ -36,8 +36,10 @@ impl Validators {
             since.subsec_nanos()
         ));
         let modified = since.as_secs().min(LAST_HTTP_DATE);
-        let last_modified =
-            HeaderValue::format(format_args!("{}", httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified))));
+        let last_modified = HeaderValue::format(format_args!(
+            "{}",
+            httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified))
+        ));
         Validators { etag, modified, last_modified }
     }
 
