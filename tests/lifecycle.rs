@@ -342,8 +342,11 @@ fn silent_connection_is_closed_after_header_timeout() {
         "unexpected response to a silent connection: {:?}",
         String::from_utf8_lossy(&data)
     );
+    // Deferred accept: the kernel holds a connection that sent nothing for about a
+    // second (or until a SYN-ACK retransmission is answered) before the server
+    // sees it and starts its header deadline.
     assert!(
-        took >= header_timeout - ms(30) && took <= header_timeout * 2,
+        took >= header_timeout - ms(30) && took <= header_timeout * 2 + ms(3000),
         "silent connection closed after {took:?}; header_timeout is {header_timeout:?}"
     );
 }
