@@ -26,7 +26,8 @@ const LISTENER_TOKENS: usize = 64;
 const KEY_BITS: u32 = 32;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
-/// The answer to a client accepted only to be refused for lack of descriptors.
+/// The answer to a client accepted only to be refused (no room at the connection
+/// limit, or no file descriptor).
 const REFUSAL: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
 /// Spare in-flight states (with their buffers) kept under load.

@@ -35,7 +35,8 @@ pub struct Stats {
     /// Idle keep-alive connections closed to make room (at the connection limit,
     /// or out of file descriptors).
     pub evicted: u64,
-    /// Connections refused with a 503 for lack of file descriptors.
+    /// Connections refused with a 503: at the connection limit with none idle, or
+    /// out of file descriptors.
     pub refused: u64,
     /// Handlers that panicked (each answered with 500).
     pub handler_panics: u64,

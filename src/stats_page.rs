@@ -139,7 +139,7 @@ fn prometheus(s: &Stats, workers: usize, uptime: u64) -> String {
             "io_errors" => "Other I/O errors on connections.",
             "accept_errors" => "Failed accept calls, running out of file descriptors included.",
             "evicted" => "Idle connections closed to make room for new ones.",
-            _ => "Connections refused (503) for lack of file descriptors.",
+            _ => "Connections refused (503): no room at the connection limit, or no file descriptor.",
         };
         metric(&format!("{name}_total"), "counter", help, &[("", value)]);
     }
