@@ -349,6 +349,11 @@ impl Response {
         self
     }
 
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Body>) {
+        self.body = body.into();
+    }
+
     /// The body.
     pub fn body(&self) -> &Body {
         &self.body

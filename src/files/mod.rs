@@ -219,8 +219,9 @@ impl StaticFiles {
                             parts.push_range(r.start, r.len());
                         }
                         parts.push_bytes(format!("\r\n--{boundary}--\r\n").into_bytes());
-                        return self
-                            .file_headers(Response::new(Status(206)), &validators, None)
+                        let mut response = Response::new(Status(206));
+                        self.file_headers(&mut response, &validators, None);
+                        return response
                             .with_header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
                             .with_body(Body::Multipart(parts));
                     }
@@ -230,7 +231,8 @@ impl StaticFiles {
         if response.status_code() != Status(304) {
             response.set_header("Content-Type", mime);
         }
-        self.file_headers(response, &validators, coding)
+        self.file_headers(&mut response, &validators, coding);
+        response
     }
 
     /// Answers from the open-file cache when the request is for a cached file that
@@ -262,14 +264,18 @@ impl StaticFiles {
             }
             entry.checked = std::time::Instant::now();
         }
-        let response = match conditional::evaluate(&headers, &entry.validators) {
+        let mut response = match conditional::evaluate(&headers, &entry.validators) {
             Precondition::Failed => return Some(Response::status(Status(412))),
             Precondition::NotModified => Response::new(Status(304)),
-            Precondition::Proceed => Response::new(Status::OK)
-                .with_header("Content-Type", entry.content_type.clone())
-                .with_body(Body::Shared(entry.contents.clone())),
+            Precondition::Proceed => {
+                let mut response = Response::new(Status::OK);
+                response.append_header("Content-Type", entry.content_type.clone());
+                response.set_body(Body::Shared(entry.contents.clone()));
+                response
+            }
         };
-        Some(self.file_headers(response, &entry.validators, None))
+        self.file_headers(&mut response, &entry.validators, None);
+        Some(response)
     }
 
     /// Reads a small file into the open-file cache (under the key `answer_from_cache` left)
@@ -308,7 +314,7 @@ impl StaticFiles {
 
     /// The headers every file response (200, 206, 304) carries.
     /// `response` is fresh: the fields are appended, not looked for first.
-    fn file_headers(&self, mut response: Response, v: &Validators, coding: Option<Coding>) -> Response {
+    fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>) {
         response.append_header("ETag", v.etag.clone());
         response.append_header("Last-Modified", v.last_modified());
         if let Some(cc) = &self.cache_control {
@@ -321,7 +327,6 @@ impl StaticFiles {
             Some(c) => response.append_header("Content-Encoding", c.token()),
             None => response.append_header("Accept-Ranges", "bytes"),
         }
-        response
     }
 
     /// A directory without an index: its listing, or 403.
