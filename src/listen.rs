@@ -31,14 +31,30 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 
 fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on an open socket with a pointer to a live c_int and its size.
+    set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+}
+
+/// Asks the kernel to hand over a new connection only once its first bytes have
+/// arrived (TCP_DEFER_ACCEPT, nginx's `deferred`): the request is then read at
+/// once, and a connection answered and closed in one go never touches epoll. A
+/// client that sends nothing is held by the kernel, not by the server, for about
+/// a second (then accepted anyway, and the header deadline applies). Best effort.
+pub(crate) fn defer_accept(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    if let Err(e) = set_int_option(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1) {
+        log::debug!("TCP_DEFER_ACCEPT: {e}");
+    }
+}
+
+/// `setsockopt(fd, level, name, value)` for an `int` option.
+fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt with a pointer to a live c_int and its size; a bad fd is an error return.
     let rc = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            (&one as *const libc::c_int).cast(),
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -117,6 +133,31 @@ mod tests {
         let second = bind(addr, true).unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
         assert!(bind(addr, false).is_err(), "a socket without SO_REUSEPORT joined the group");
+    }
+
+    #[test]
+    fn deferred_accept_is_set() {
+        use std::os::fd::AsRawFd;
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let get = || {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt with pointers to a live c_int and its length.
+            let rc = unsafe {
+                libc::getsockopt(
+                    listener.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            value
+        };
+        assert_eq!(get(), 0);
+        defer_accept(&listener);
+        assert!(get() > 0, "TCP_DEFER_ACCEPT not set");
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Server {
         // Linux hands TCP_NODELAY down to accepted sockets: one setsockopt here
         // instead of one per connection.
         socket2::SockRef::from(&listener).set_nodelay(true)?;
-        defer_accept(&listener);
+        crate::listen::defer_accept(&listener);
         let addr = listener.local_addr()?;
         self.listeners.push(Listener { socket: TcpListener::from_std(listener), addr });
         Ok(addr)
@@ -519,34 +519,6 @@ impl Server {
             log::warn!("{message}");
         }
     }
-}
-
-/// Asks the kernel to hand over a new connection only once its first bytes have
-/// arrived (TCP_DEFER_ACCEPT, nginx's `deferred`): the request is then read at
-/// once, and a connection answered and closed in one go never touches epoll. A
-/// client that sends nothing is held by the kernel, not here, for about a second
-/// (then accepted anyway, and the header deadline applies). Best effort.
-fn defer_accept(listener: &std::net::TcpListener) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let secs: libc::c_int = 1;
-        // SAFETY: setsockopt on an open socket with a pointer to a live c_int and its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                (&secs as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = listener;
 }
 
 /// Answers a client accepted only to be refused with a 503, and closes it.
