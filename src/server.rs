@@ -394,14 +394,8 @@ impl Server {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     if self.conns.len() >= self.shared.config.max_connections {
-                        if let Some(oldest) = self.timers.oldest(TimerKind::Idle) {
-                            self.pressure(
-                                Pressure::TableEvict,
-                                format_args!("connection limit reached: closing the oldest idle connection"),
-                            );
-                            self.shared.counters.evicted();
-                            self.close(oldest);
-                        } else {
+                        let why = format_args!("connection limit reached: closing the oldest idle connection");
+                        if !self.evict_oldest_idle(Pressure::TableEvict, why) {
                             self.pressure(
                                 Pressure::TableFull,
                                 format_args!("connection limit reached, none idle: refusing new connections (503)"),
@@ -448,17 +442,22 @@ impl Server {
         }
     }
 
+    /// Closes the oldest idle keep-alive connection to make room, logging `why`;
+    /// false when no connection is idle.
+    fn evict_oldest_idle(&mut self, kind: Pressure, why: std::fmt::Arguments<'_>) -> bool {
+        let Some(oldest) = self.timers.oldest(TimerKind::Idle) else { return false };
+        self.pressure(kind, why);
+        self.shared.counters.evicted();
+        self.close(oldest);
+        true
+    }
+
     /// Out of file descriptors while a client may be waiting on listener `index`:
     /// makes room by closing the oldest idle keep-alive connection, or else accepts
     /// the client on the reserve descriptor and refuses it with a 503.
     fn out_of_descriptors(&mut self, index: usize) -> Room {
-        if let Some(oldest) = self.timers.oldest(TimerKind::Idle) {
-            self.pressure(
-                Pressure::FdEvict,
-                format_args!("out of file descriptors: closing the oldest idle connection"),
-            );
-            self.shared.counters.evicted();
-            self.close(oldest);
+        let why = format_args!("out of file descriptors: closing the oldest idle connection");
+        if self.evict_oldest_idle(Pressure::FdEvict, why) {
             return Room::Made;
         }
         let Some(reserve) = self.reserve_fd.take() else { return Room::None };
