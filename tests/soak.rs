@@ -179,6 +179,12 @@ fn read_head<R: BufRead>(r: &mut R) -> Result<(u16, u64), String> {
     Ok((status, len.ok_or("no Content-Length")?))
 }
 
+/// Asks for file `f` on a kept connection and checks the whole response.
+fn fetch(c: &mut BufReader<TcpStream>, f: File) -> Result<(), String> {
+    c.get_mut().write_all(get_request(f, false).as_bytes()).map_err(|e| format!("write: {e}"))?;
+    read_file_response(c, f, None)
+}
+
 /// Reads the response to a GET of `f` and checks every byte; `pace` (bytes, delay)
 /// makes it a slow reader.
 fn read_file_response<R: BufRead>(r: &mut R, f: File, pace: Option<(usize, Duration)>) -> Result<(), String> {
@@ -238,11 +244,7 @@ fn keep_alive_client(addr: SocketAddr, until: Instant, rng: &mut Rng, tally: &Ta
         let mut c = BufReader::new(s);
         for _ in 0..1 + rng.below(50) {
             let f = small(rng.below(SMALL_FILES));
-            let result = c
-                .get_mut()
-                .write_all(get_request(f, false).as_bytes())
-                .map_err(|e| format!("write: {e}"))
-                .and_then(|_| read_file_response(&mut c, f, None));
+            let result = fetch(&mut c, f);
             let failed = result.is_err();
             tally.record(result);
             if failed || Instant::now() >= until {
@@ -296,11 +298,7 @@ fn large_downloads(addr: SocketAddr, until: Instant, tally: &Tally) {
         let Ok(s) = connect_to(addr).map_err(|e| tally.record(Err(e))) else { continue };
         let mut c = BufReader::with_capacity(256 * 1024, s);
         for f in [large(1), large(0)] {
-            let result = c
-                .get_mut()
-                .write_all(get_request(f, false).as_bytes())
-                .map_err(|e| format!("write: {e}"))
-                .and_then(|_| read_file_response(&mut c, f, None));
+            let result = fetch(&mut c, f);
             let failed = result.is_err();
             tally.record(result);
             if failed {
