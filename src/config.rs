@@ -6,8 +6,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Most connections open at once. A new client at the limit takes the place of
-    /// the oldest idle keep-alive connection; when none is idle, it waits in the
-    /// listen backlog until a connection closes or goes idle.
+    /// the oldest idle keep-alive connection; when none is idle, it is answered
+    /// `503 Service Unavailable` (with `Retry-After: 1`) and closed.
     pub max_connections: usize,
     /// Largest request head (request line and headers) accepted, in bytes;
     /// larger heads get 431 (or 414 when the request line alone is too long).
@@ -33,8 +33,16 @@ pub struct Config {
     /// Time in-flight responses get to finish after a graceful shutdown begins.
     pub grace_period: Duration,
     /// Most response bytes written to one connection per wakeup, so that one big
-    /// download cannot hold up the others.
+    /// download cannot hold up the others: a connection that has written this
+    /// much waits for the poller to report its socket writable again, and every
+    /// sending connection gets one such slice per loop turn.
     pub send_budget: usize,
+    /// Unsent bytes a connection's socket may hold and still count as writable
+    /// (`TCP_NOTSENT_LOWAT`, set on the listeners). A small value keeps about one
+    /// slice per connection queued in the kernel rather than a whole send buffer:
+    /// less memory pinned per connection, and concurrent downloads advance evenly.
+    /// 0 leaves the kernel's default.
+    pub send_lowat: usize,
     /// Size of each pooled response buffer (file bodies are streamed through it).
     pub write_buffer_bytes: usize,
 }
@@ -52,7 +60,8 @@ impl Default for Config {
             send_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),
             grace_period: Duration::from_secs(10),
-            send_budget: 1024 * 1024,
+            send_budget: 256 * 1024,
+            send_lowat: 32 * 1024,
             write_buffer_bytes: 32 * 1024,
         }
     }

@@ -90,8 +90,6 @@ pub(crate) enum Phase {
 pub(crate) enum Flow {
     /// Wait for readiness (or a deadline).
     Wait,
-    /// The send budget for this wakeup is spent; drive again on the next loop turn.
-    Yield,
     /// Close it now.
     Close,
 }
@@ -716,7 +714,14 @@ impl Conn {
         }
         while x.sending() {
             if *budget == 0 && self.write_ready {
-                return Some(Flow::Yield);
+                // This wakeup's share is spent. Ask the poller again rather than
+                // queueing ourselves: it reports the socket only once its send
+                // buffer has room (a third free), so a fast sender never fills it
+                // and every sending connection gets an equal turn per loop.
+                self.write_ready = false;
+                self.write_interest = false;
+                self.arm = Some(TimerKind::Send);
+                return Some(Flow::Wait);
             }
             let before = shared.counters.bytes_sent();
             match self.write_some(x, shared) {

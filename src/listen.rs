@@ -46,6 +46,21 @@ pub(crate) fn defer_accept(listener: &TcpListener) {
     }
 }
 
+/// Sets TCP_NOTSENT_LOWAT on a listener, which its accepted sockets inherit: a
+/// socket then counts as writable only while fewer than `bytes` of it are still
+/// unsent, so a sender woken by the poller queues one slice at a time instead of
+/// filling the whole send buffer. 0 leaves the kernel's default. Best effort.
+pub(crate) fn notsent_lowat(listener: &TcpListener, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    if bytes == 0 {
+        return;
+    }
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    if let Err(e) = set_int_option(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes) {
+        log::debug!("TCP_NOTSENT_LOWAT: {e}");
+    }
+}
+
 /// `setsockopt(fd, level, name, value)` for an `int` option.
 fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: setsockopt with a pointer to a live c_int and its size; a bad fd is an error return.
@@ -135,26 +150,32 @@ mod tests {
         assert!(bind(addr, false).is_err(), "a socket without SO_REUSEPORT joined the group");
     }
 
+    /// `getsockopt(fd, IPPROTO_TCP, name)` for an `int` option.
+    fn tcp_option(fd: &impl std::os::fd::AsRawFd, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt with pointers to a live c_int and its length.
+        let rc = unsafe {
+            libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, name, (&mut value as *mut libc::c_int).cast(), &mut len)
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[test]
+    fn notsent_lowat_is_inherited_by_accepted_sockets() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        notsent_lowat(&listener, 32 * 1024);
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(tcp_option(&accepted, libc::TCP_NOTSENT_LOWAT), 32 * 1024);
+        drop(client);
+    }
+
     #[test]
     fn deferred_accept_is_set() {
-        use std::os::fd::AsRawFd;
         let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let get = || {
-            let mut value: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt with pointers to a live c_int and its length.
-            let rc = unsafe {
-                libc::getsockopt(
-                    listener.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_DEFER_ACCEPT,
-                    (&mut value as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(rc, 0);
-            value
-        };
+        let get = || tcp_option(&listener, libc::TCP_DEFER_ACCEPT);
         assert_eq!(get(), 0);
         defer_accept(&listener);
         assert!(get() > 0, "TCP_DEFER_ACCEPT not set");

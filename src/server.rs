@@ -61,9 +61,6 @@ pub struct Server {
     shared: Shared,
     first_token: usize,
     next_gen: u16,
-    /// Connections that spent their send budget, to be driven again next turn.
-    yielded: Vec<(usize, u16)>,
-    yielded_spare: Vec<(usize, u16)>,
     /// Accepting is paused after EMFILE/ENFILE until this time.
     accept_paused_until: Option<Millis>,
     /// A descriptor held in reserve: out of descriptors with no idle connection to
@@ -125,8 +122,6 @@ impl Server {
             shared,
             first_token: 0,
             next_gen: 0,
-            yielded: Vec::new(),
-            yielded_spare: Vec::new(),
             accept_paused_until: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
             accept_resume: false,
@@ -160,6 +155,7 @@ impl Server {
         // instead of one per connection.
         socket2::SockRef::from(&listener).set_nodelay(true)?;
         crate::listen::defer_accept(&listener);
+        crate::listen::notsent_lowat(&listener, self.shared.config.send_lowat);
         let addr = listener.local_addr()?;
         self.listeners.push(Listener { socket: TcpListener::from_std(listener), addr });
         Ok(addr)
@@ -212,7 +208,7 @@ impl Server {
     /// How long the host may sleep before [`handle_timeouts`](Server::handle_timeouts)
     /// has work: `None` when nothing is scheduled.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        if !self.yielded.is_empty() || self.accept_resume {
+        if self.accept_resume {
             return Some(Duration::ZERO);
         }
         let next_delay = self.delays.peek().map(|Reverse((at, _, _))| *at);
@@ -245,16 +241,6 @@ impl Server {
             let flow = conn.delay_over(&mut self.shared);
             self.settle(registry, key, flow, before);
         }
-        let mut yielded = std::mem::take(&mut self.yielded_spare);
-        std::mem::swap(&mut yielded, &mut self.yielded);
-        for &(key, gen) in &yielded {
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else { continue };
-            let before = conn.phase();
-            let flow = conn.drive(&mut self.shared);
-            self.settle(registry, key, flow, before);
-        }
-        yielded.clear();
-        self.yielded_spare = yielded;
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept_resume = true;
@@ -361,9 +347,6 @@ impl Server {
         }
         if let Some(kind) = conn.arm.take() {
             self.timers.arm(&mut self.conns, key, kind, self.shared.now);
-        }
-        if flow == Flow::Yield {
-            self.yielded.push((key, gen));
         }
     }
 
