@@ -23,9 +23,13 @@ pub const MAX_BYTES: usize = 16 << 20;
 /// Longest `/delay/MS`.
 pub const MAX_DELAY_MS: u64 = 60_000;
 
-/// Zeros for `/bytes/N`: untouched static memory, so it costs no resident memory
-/// until read, and then maps to the kernel's zero page.
-static ZEROS: [u8; MAX_BYTES] = [0; MAX_BYTES];
+/// Zeros for `/bytes/N`, allocated on first use (zeroed pages fresh from the
+/// kernel: no resident memory, and reading them maps the kernel's zero page). Not
+/// a `static` array, which would put 16 MiB into the executable.
+fn zeros() -> &'static [u8] {
+    static ZEROS: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| vec![0; MAX_BYTES].into_boxed_slice())
+}
 
 fn number(req: &Request<'_>, name: &str) -> Option<u64> {
     req.param(name).filter(|v| v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
@@ -47,7 +51,7 @@ fn bytes(req: &Request<'_>) -> Response {
     match number(req, "n").and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= MAX_BYTES) {
         Some(n) => Response::new(Status::OK)
             .with_header("Content-Type", "application/octet-stream")
-            .with_body(Body::Static(&ZEROS[..n])),
+            .with_body(Body::Static(&zeros()[..n])),
         None => Response::status(Status::BAD_REQUEST),
     }
 }
