@@ -338,9 +338,9 @@ impl Conn {
     /// Sends the delayed response whose time has come, then carries on.
     pub(crate) fn delay_over(&mut self, shared: &mut Shared) -> Flow {
         let Some(mut x) = self.exchange.take() else { return Flow::Close };
-        if let Some(response) = x.delayed.take() {
+        if let Some(mut response) = x.delayed.take() {
             let head_only = x.request.is_some_and(|r| r.method == Method::Head);
-            self.write_response(&mut x, response, head_only, shared);
+            self.write_response(&mut x, &mut response, head_only, shared);
         }
         self.exchange = Some(x);
         self.drive(shared)
@@ -580,7 +580,7 @@ impl Conn {
         } else {
             Ok(())
         };
-        let response = {
+        let mut response = {
             let mut req = build_request(x, &shared.decoded, decoded, self.peer);
             match outcome {
                 Ok(()) => {
@@ -603,7 +603,7 @@ impl Conn {
                 }
             }
         };
-        self.write_response(x, response, head.method == Method::Head, shared);
+        self.write_response(x, &mut response, head.method == Method::Head, shared);
     }
 
     /// Answers with an error page and closes: a request that cannot be parsed, read
@@ -627,20 +627,21 @@ impl Conn {
             let req = build_request(x, &[], false, self.peer);
             shared.router.finish(&req, &mut response);
         }
-        self.write_response(x, response, head_only, shared);
+        self.write_response(x, &mut response, head_only, shared);
     }
 
     /// Writes `response` into the write buffer and starts sending it.
-    fn write_response(&mut self, x: &mut Exchange, mut response: Response, head_only: bool, shared: &mut Shared) {
+    /// Taken by reference: a `Response` is large, and moving it showed in profiles.
+    fn write_response(&mut self, x: &mut Exchange, response: &mut Response, head_only: bool, shared: &mut Shared) {
         if let Some(delay) = response.take_delay() {
             x.delay_until = Some(shared.now.saturating_add(crate::timer::duration_ms(delay)));
-            x.delayed = Some(response);
+            x.delayed = Some(std::mem::replace(response, Response::new(Status::OK)));
             self.phase = Phase::Delay;
             return;
         }
-        let (status, headers, body, close) = response.into_parts();
+        let status = response.status_code();
         shared.counters.response(status);
-        if close {
+        if response.closes() {
             self.keep_alive = false;
         }
         let minor_version = x.request.map_or(1, |r| r.minor_version);
@@ -653,21 +654,25 @@ impl Conn {
         };
         prepare_write_buffer(x, &shared.config);
         let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.value());
-        for (name, value) in &headers {
+        for (name, value) in response.fields() {
+            let checked = name.is_known() && value.is_known();
             let name = name.as_str();
-            if is_managed_header(name) {
-                continue;
-            }
-            if !value.is_valid() || !is_token(name) {
-                log::error!("{}: dropping invalid response header field {name:?}", self.peer);
-                continue;
+            if !checked {
+                if is_managed_header(name) {
+                    continue;
+                }
+                if !value.is_valid() || !is_token(name) {
+                    log::error!("{}: dropping invalid response header field {name:?}", self.peer);
+                    continue;
+                }
             }
             w.header_parts(name, value.parts());
         }
         if status.allows_body() {
-            w.content_length(body.len());
+            w.content_length(response.body().len());
         }
         w.finish(persistence);
+        let body = response.take_body();
         x.out = match body {
             _ if head_only || !status.allows_body() => Out::None,
             Body::Empty => Out::None,

@@ -117,7 +117,7 @@ impl<'a> Headers<'a> {
 
     /// The value of the first field called `name` (any case), as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&'a [u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.get_all(name).next()
     }
 
     /// The value of the first field called `name` (any case), if it is UTF-8.
@@ -130,7 +130,13 @@ impl<'a> Headers<'a> {
     where
         'a: 'n,
     {
-        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        let head = self.head;
+        self.spans
+            .iter()
+            .filter(move |s| {
+                head.get(s.name.0 as usize..s.name.1 as usize).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .map(move |s| head.get(s.value.0 as usize..s.value.1 as usize).unwrap_or_default())
     }
 
     /// Every field as (name, value), in the order received.

@@ -21,24 +21,32 @@ pub struct HeaderValue(Repr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Repr {
     Static(&'static str),
-    Owned(String),
+    /// Text of this crate's own, checked when it was built (see [`HeaderValue::known`]).
+    Known(&'static str),
+    Owned(Box<str>),
     Shared(Arc<str>),
+    /// Text this crate composed (see [`HeaderValue::format`]), too long to be inline.
+    KnownShared(Arc<str>),
     /// A media type followed by `; charset=utf-8`.
     TextMime(&'static str),
-    /// A short value kept inline (validators, ranges), built without allocating.
+    /// A short value kept inline (ranges, small numbers), built without allocating.
     Inline(InlineText),
 }
 
-/// Up to 46 bytes of text kept inline, written with `write!`.
+// Every response carries a few of these, and a `Response` is moved a few times
+// per request: kept at three words (inline text fills what a pointer pair leaves).
+const _: () = assert!(std::mem::size_of::<HeaderValue>() == 24);
+
+/// Up to 22 bytes of text kept inline, written with `write!`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InlineText {
-    buf: [u8; 46],
+    buf: [u8; 22],
     len: u8,
 }
 
 impl InlineText {
     pub(crate) fn new() -> InlineText {
-        InlineText { buf: [0; 46], len: 0 }
+        InlineText { buf: [0; 22], len: 0 }
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -67,17 +75,53 @@ impl fmt::Debug for InlineText {
 }
 
 impl HeaderValue {
-    /// `mime`, with `; charset=utf-8` appended when `text`.
-    pub(crate) fn mime(mime: &'static str, text: bool) -> HeaderValue {
-        HeaderValue(if text { Repr::TextMime(mime) } else { Repr::Static(mime) })
+    /// A header field name of this crate's own: an RFC 9110 token, checked when
+    /// built (at compile time in a `const`), so never checked again per response.
+    /// Never one of the fields the connection writes itself (`Content-Length` …).
+    pub(crate) const fn known_name(name: &'static str) -> HeaderName {
+        let bytes = name.as_bytes();
+        assert!(!bytes.is_empty(), "empty header field name");
+        let mut i = 0;
+        while i < bytes.len() {
+            assert!(is_tchar(bytes[i]), "header field name is not a token");
+            i += 1;
+        }
+        HeaderValue(Repr::Known(name))
     }
 
-    /// A value formatted from `args`, inline when short enough.
+    /// A header field value of this crate's own, checked for CR, LF and NUL when
+    /// built (at compile time in a `const`), so never checked again per response.
+    pub(crate) const fn known(value: &'static str) -> HeaderValue {
+        let bytes = value.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            assert!(!matches!(bytes[i], b'\r' | b'\n' | 0), "CR, LF or NUL in a header field value");
+            i += 1;
+        }
+        HeaderValue(Repr::Known(value))
+    }
+
+    /// `mime` (a media type from `mime_guess` or this crate), with
+    /// `; charset=utf-8` appended when `text`.
+    pub(crate) fn mime(mime: &'static str, text: bool) -> HeaderValue {
+        debug_assert!(!mime.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+        HeaderValue(if text { Repr::TextMime(mime) } else { Repr::Known(mime) })
+    }
+
+    /// Whether this crate built the text and checked it then (names: tokens that
+    /// the connection does not manage; values: no CR, LF or NUL).
+    pub(crate) fn is_known(&self) -> bool {
+        matches!(self.0, Repr::Known(_) | Repr::KnownShared(_) | Repr::TextMime(_) | Repr::Inline(_))
+    }
+
+    /// A value this crate composes from numbers, dates and its own tokens (never
+    /// from text it was given: the result counts as checked), inline when short
+    /// enough, else shared so that clones of it (cached validators) do not allocate.
     pub(crate) fn format(args: fmt::Arguments<'_>) -> HeaderValue {
         let mut inline = InlineText::new();
         match fmt::Write::write_fmt(&mut inline, args) {
             Ok(()) => HeaderValue(Repr::Inline(inline)),
-            Err(_) => HeaderValue(Repr::Owned(args.to_string())),
+            Err(_) => HeaderValue(Repr::KnownShared(Arc::from(args.to_string()))),
         }
     }
 
@@ -89,9 +133,9 @@ impl HeaderValue {
     /// The value's parts, to be written one after the other.
     pub(crate) fn parts(&self) -> [&str; 2] {
         match &self.0 {
-            Repr::Static(s) => [s, ""],
+            Repr::Static(s) | Repr::Known(s) => [s, ""],
             Repr::Owned(s) => [s, ""],
-            Repr::Shared(s) => [s, ""],
+            Repr::Shared(s) | Repr::KnownShared(s) => [s, ""],
             Repr::TextMime(m) => [m, "; charset=utf-8"],
             Repr::Inline(t) => [t.as_str(), ""],
         }
@@ -121,7 +165,7 @@ impl From<&'static str> for HeaderValue {
 
 impl From<String> for HeaderValue {
     fn from(s: String) -> HeaderValue {
-        HeaderValue(Repr::Owned(s))
+        HeaderValue(Repr::Owned(s.into_boxed_str()))
     }
 }
 
@@ -136,17 +180,21 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 
+/// Whether `c` is an RFC 9110 `tchar`.
+const fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
+}
+
 /// RFC 9110 `tchar`s, by byte value.
 static TOKEN: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-            );
+        table[b] = is_tchar(b as u8);
         b += 1;
     }
     table
@@ -160,6 +208,22 @@ pub(crate) fn is_token(name: &str) -> bool {
 
 /// A header field name: the same cheap text type as values.
 pub type HeaderName = HeaderValue;
+
+/// Header field names and values this crate writes on the file path, checked
+/// once at compile time instead of on every response.
+pub(crate) mod known {
+    use super::{HeaderName, HeaderValue};
+
+    pub(crate) const CONTENT_TYPE: HeaderName = HeaderValue::known_name("Content-Type");
+    pub(crate) const ETAG: HeaderName = HeaderValue::known_name("ETag");
+    pub(crate) const LAST_MODIFIED: HeaderName = HeaderValue::known_name("Last-Modified");
+    pub(crate) const CACHE_CONTROL: HeaderName = HeaderValue::known_name("Cache-Control");
+    pub(crate) const VARY: HeaderName = HeaderValue::known_name("Vary");
+    pub(crate) const CONTENT_ENCODING: HeaderName = HeaderValue::known_name("Content-Encoding");
+    pub(crate) const ACCEPT_RANGES: HeaderName = HeaderValue::known_name("Accept-Ranges");
+    pub(crate) const BYTES: HeaderValue = HeaderValue::known("bytes");
+    pub(crate) const ACCEPT_ENCODING: HeaderValue = HeaderValue::known("Accept-Encoding");
+}
 
 /// The body of a [`Response`].
 #[derive(Debug, Default)]
@@ -387,8 +451,14 @@ impl Response {
         self.close
     }
 
-    pub(crate) fn into_parts(self) -> (Status, HeaderFields, Body, bool) {
-        (self.status, self.headers, self.body, self.close)
+    /// The header fields, for encoding the head in place.
+    pub(crate) fn fields(&self) -> &HeaderFields {
+        &self.headers
+    }
+
+    /// Takes the body out, leaving it empty.
+    pub(crate) fn take_body(&mut self) -> Body {
+        std::mem::take(&mut self.body)
     }
 }
 
@@ -426,7 +496,7 @@ mod tests {
         assert!(matches!(v.0, Repr::Inline(_)));
         assert_eq!(v.to_string(), "bytes 0-99/1000");
         let long = HeaderValue::format(format_args!("{}", "x".repeat(100)));
-        assert!(matches!(long.0, Repr::Owned(_)));
+        assert!(matches!(long.0, Repr::KnownShared(_)));
         assert_eq!(long.to_string().len(), 100);
     }
 

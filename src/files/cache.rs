@@ -3,7 +3,6 @@
 //! one `statx` at most once per revalidation interval, so an unchanged file
 //! costs no open, read or close, and a changed one is noticed within the interval.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,7 +50,7 @@ pub(crate) struct Entry {
 /// Cached files by normalised request path (plus a trailing-slash byte).
 #[derive(Debug, Default)]
 pub(crate) struct FileCache {
-    entries: HashMap<Box<[u8]>, Entry>,
+    entries: rustc_hash::FxHashMap<Box<[u8]>, Entry>,
     bytes: usize,
 }
 

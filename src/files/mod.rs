@@ -25,7 +25,7 @@ pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> bool {
 use resolve::{FileError, Found, OpenFile, Root};
 
 use crate::request::{Method, Request};
-use crate::response::{Body, HeaderValue, Multipart, Response};
+use crate::response::{known, Body, HeaderValue, Multipart, Response};
 use crate::router::Handler;
 use crate::status::Status;
 use conditional::{Precondition, Validators};
@@ -269,7 +269,7 @@ impl StaticFiles {
             Precondition::NotModified => Response::new(Status(304)),
             Precondition::Proceed => {
                 let mut response = Response::new(Status::OK);
-                response.append_header("Content-Type", entry.content_type.clone());
+                response.append_header(known::CONTENT_TYPE, entry.content_type.clone());
                 response.set_body(Body::Shared(entry.contents.clone()));
                 response
             }
@@ -315,17 +315,17 @@ impl StaticFiles {
     /// The headers every file response (200, 206, 304) carries.
     /// `response` is fresh: the fields are appended, not looked for first.
     fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>) {
-        response.append_header("ETag", v.etag.clone());
-        response.append_header("Last-Modified", v.last_modified());
+        response.append_header(known::ETAG, v.etag.clone());
+        response.append_header(known::LAST_MODIFIED, v.last_modified());
         if let Some(cc) = &self.cache_control {
-            response.append_header("Cache-Control", HeaderValue::from(cc.clone()));
+            response.append_header(known::CACHE_CONTROL, HeaderValue::from(cc.clone()));
         }
         if self.precompressed {
-            response.append_header("Vary", "Accept-Encoding");
+            response.append_header(known::VARY, known::ACCEPT_ENCODING);
         }
         match coding {
-            Some(c) => response.append_header("Content-Encoding", c.token()),
-            None => response.append_header("Accept-Ranges", "bytes"),
+            Some(c) => response.append_header(known::CONTENT_ENCODING, c.token()),
+            None => response.append_header(known::ACCEPT_RANGES, known::BYTES),
         }
     }
 
