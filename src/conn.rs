@@ -581,7 +581,7 @@ impl Conn {
             Ok(())
         };
         let mut response = {
-            let mut req = build_request(x, &shared.decoded, decoded, self.peer);
+            let mut req = build_request(x, split, &shared.decoded, decoded, self.peer);
             match outcome {
                 Ok(()) => {
                     let router = &shared.router;
@@ -624,7 +624,11 @@ impl Conn {
         }
         let mut response = Response::status(status);
         {
-            let req = build_request(x, &[], false, self.peer);
+            let split = x.request.and_then(|head| {
+                let base = x.rpos as usize;
+                x.rbuf.get(base + head.target.0..base + head.target.1).and_then(split_target)
+            });
+            let req = build_request(x, split, &[], false, self.peer);
             shared.router.finish(&req, &mut response);
         }
         self.write_response(x, &mut response, head_only, shared);
@@ -711,11 +715,14 @@ impl Conn {
             && self.keep_alive
             && x.request.is_some()
             && x.wbuf.len() - x.wpos as usize + COALESCE_ROOM <= x.wbuf.capacity()
-            && next_request_buffered(x)
         {
-            // Answer the next pipelined request into the same buffer: one write for the batch.
-            self.finish_request(x, shared);
-            return None;
+            if let Some(end) = next_head_end(x) {
+                // Answer the next pipelined request into the same buffer: one write for
+                // the batch. Its end is known now: `read_head` need not look for it again.
+                self.finish_request(x, shared);
+                x.scanned = end.saturating_sub(3) as u32;
+                return None;
+            }
         }
         while x.sending() {
             if *budget == 0 && self.write_ready {
@@ -993,29 +1000,37 @@ fn read_file(wbuf: &mut Vec<u8>, file: &File, offset: &mut u64, left: &mut u64, 
     result
 }
 
-/// Whether another complete head follows the current request in the read buffer.
-fn next_request_buffered(x: &Exchange) -> bool {
+/// Where the complete head that follows the current request in the read buffer
+/// ends (relative to its start), if one does.
+fn next_head_end(x: &Exchange) -> Option<usize> {
     let next = x.head_end();
-    next < x.rend as usize && parse::find_head_end(&x.rbuf[next..x.rend as usize], 0).is_some()
+    parse::find_head_end(x.rbuf.get(next..x.rend as usize)?, 0)
 }
 
-/// The handler's view of the current request. `decoded` holds the decoded path
-/// when `decoded_ok`; otherwise the raw path is used.
-fn build_request<'a>(x: &'a Exchange, decoded: &'a [u8], decoded_ok: bool, peer: SocketAddr) -> Request<'a> {
+/// The handler's view of the current request. `split` is [`split_target`] of
+/// its target; `decoded` holds the decoded path when `decoded_ok`, otherwise the
+/// raw path is used.
+fn build_request<'a>(
+    x: &'a Exchange,
+    split: Option<(Span, Option<Span>)>,
+    decoded: &'a [u8],
+    decoded_ok: bool,
+    peer: SocketAddr,
+) -> Request<'a> {
     let head = x.request.unwrap_or(RequestHead::UNPARSED);
     let base = x.rpos as usize;
-    let text = |(a, b): (usize, usize)| {
-        x.rbuf.get(base + a..base + b).and_then(|s| std::str::from_utf8(s).ok()).unwrap_or_default()
-    };
+    let text = |(a, b): (usize, usize)| x.rbuf.get(base + a..base + b).and_then(as_str).unwrap_or_default();
     let target = text(head.target);
-    let (raw_path, query) = match split_target(target.as_bytes()) {
-        Some((p, q)) => (&target[p.0..p.1], q.map(|q| &target[q.0..q.1])),
-        None => (target, None),
+    let (raw_path, query) = match split {
+        Some((p, q)) if target.len() == head.target.1 - head.target.0 => {
+            (target.get(p.0..p.1).unwrap_or_default(), q.and_then(|q| target.get(q.0..q.1)))
+        }
+        _ => (target, None),
     };
     let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
-    let (path, path_bytes) = match std::str::from_utf8(decoded) {
-        Ok(p) if decoded_ok && !p.is_empty() => (p, decoded),
-        Ok(_) if decoded_ok && decoded.is_empty() => ("/", &b"/"[..]),
+    let (path, path_bytes) = match as_str(decoded) {
+        Some(p) if decoded_ok && !p.is_empty() => (p, decoded),
+        Some(_) if decoded_ok && decoded.is_empty() => ("/", &b"/"[..]),
         _ if decoded_ok => (raw_path, decoded),
         _ => (raw_path, raw_path.as_bytes()),
     };
@@ -1032,6 +1047,17 @@ fn build_request<'a>(x: &'a Exchange, decoded: &'a [u8], decoded_ok: bool, peer:
         body: &x.body,
         params: Params::default(),
         mount_len: 0,
+    }
+}
+
+/// `bytes` as text if it is UTF-8: request targets and methods are nearly always
+/// ASCII, checked inline here before the general (out-of-line) UTF-8 check.
+fn as_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 

@@ -262,7 +262,7 @@ impl StaticFiles {
                 cache.remove(&key);
                 return None;
             }
-            entry.checked = std::time::Instant::now();
+            entry.checked = cache::Stamp::now();
         }
         let mut response = match conditional::evaluate(&headers, &entry.validators) {
             Precondition::Failed => return Some(Response::status(Status(412))),
@@ -306,7 +306,7 @@ impl StaticFiles {
             contents: contents.clone(),
             content_type: content_type.clone(),
             validators: validators.clone(),
-            checked: std::time::Instant::now(),
+            checked: cache::Stamp::now(),
         };
         cache.borrow_mut().insert(&self.key.borrow(), entry);
         Ok(contents)
