@@ -17,6 +17,11 @@ use crate::status::Status;
 pub trait Handler: Send + 'static {
     /// The response to `req`.
     fn handle(&self, req: &Request<'_>) -> Response;
+
+    /// Called when the server has had no traffic for about a second: give back
+    /// memory held only for speed (cache entries past their validity, scratch
+    /// buffers grown by a large request). The default does nothing.
+    fn on_idle(&self) {}
 }
 
 impl<F> Handler for F
@@ -182,6 +187,16 @@ impl Router {
             m.on_response(req, &mut response);
         }
         response
+    }
+
+    /// Tells every handler that the server is idle ([`Handler::on_idle`]).
+    pub(crate) fn on_idle(&self) {
+        for route in &self.routes {
+            route.handler.on_idle();
+        }
+        for mount in &self.mounts {
+            mount.handler.on_idle();
+        }
     }
 
     /// Lets every middleware's `on_response` see a response the server made

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use mio::event::Event;
@@ -35,6 +36,8 @@ const POOL_SPARE: usize = 64;
 /// Spares kept after a quiet spell, and how often that is checked.
 const POOL_SPARE_QUIET: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
+/// After this long without an event the server gives back memory held for speed.
+const QUIET_TRIM_MS: Millis = 1000;
 
 /// An HTTP/1.1 server that runs on a host's `mio::Poll`, answering requests with
 /// a [`Router`].
@@ -75,6 +78,8 @@ pub struct Server {
     delays: BinaryHeap<Reverse<(Millis, usize, u16)>>,
     /// When the buffer pools are next trimmed.
     next_pool_trim: Millis,
+    /// When to give back memory unless another event comes first.
+    quiet_trim_at: Option<Millis>,
     /// Graceful shutdown: everything still open is closed at this time.
     drain_deadline: Option<Millis>,
 }
@@ -127,6 +132,7 @@ impl Server {
             accept_resume: false,
             last_pressure_warning: [None; PRESSURE_KINDS],
             next_pool_trim: POOL_TRIM_MS,
+            quiet_trim_at: None,
             delays: BinaryHeap::new(),
             drain_deadline: None,
         }
@@ -185,6 +191,7 @@ impl Server {
     /// Events for connections that have since closed are ignored.
     pub fn handle_event(&mut self, registry: &Registry, event: &Event) {
         self.tick();
+        self.quiet_trim_at = Some(self.shared.now + QUIET_TRIM_MS);
         let Some(index) = event.token().0.checked_sub(self.first_token) else { return };
         if index < LISTENER_TOKENS {
             self.accept_from(registry, index);
@@ -212,10 +219,16 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let next_delay = self.delays.peek().map(|Reverse((at, _, _))| *at);
-        let next = [self.timers.next_deadline(&self.conns), self.accept_paused_until, self.drain_deadline, next_delay]
-            .into_iter()
-            .flatten()
-            .min()?;
+        let next = [
+            self.timers.next_deadline(&self.conns),
+            self.accept_paused_until,
+            self.drain_deadline,
+            next_delay,
+            self.quiet_trim_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
         Some(Duration::from_millis(next.saturating_sub(self.shared.clock.peek())))
     }
 
@@ -249,6 +262,10 @@ impl Server {
             // Give back the memory a burst left in the pools.
             self.next_pool_trim = now + POOL_TRIM_MS;
             self.shared.exchanges.trim(POOL_SPARE_QUIET);
+        }
+        if self.quiet_trim_at.is_some_and(|t| t <= now) {
+            self.quiet_trim_at = None;
+            self.release_memory();
         }
         if self.drain_deadline.is_some_and(|t| t <= now) && !self.conns.is_empty() {
             log::info!("grace period over: closing {} connections", self.conns.len());
@@ -316,6 +333,23 @@ impl Server {
         let _ = stream.set_nodelay(true);
         self.add_connection(registry, TcpStream::from_std(stream), peer);
         Ok(())
+    }
+
+    /// After a quiet spell: keeps only a few spare in-flight states, lets the
+    /// handlers drop what they hold for speed, and hands the allocator's free
+    /// pages back to the system (glibc keeps them otherwise), so that memory a
+    /// burst took is returned once it is over.
+    fn release_memory(&mut self) {
+        self.shared.exchanges.trim(POOL_SPARE_QUIET);
+        let router = &self.shared.router;
+        if catch_unwind(AssertUnwindSafe(|| router.on_idle())).is_err() {
+            log::error!("a handler panicked in on_idle");
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     fn tick(&mut self) -> Millis {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use spindle::{
-    Body, Config, HeaderValue, Method, Middleware, Request, Response as Reply, Router, Server, SetHeaders, StaticFiles,
-    Stats, Status, Version,
+    Body, Config, Handler, HeaderValue, Method, Middleware, Request, Response as Reply, Router, Server, SetHeaders,
+    StaticFiles, Stats, Status, Version,
 };
 
 const INDEX: &str = "<!DOCTYPE html><title>home</title>hello\n";
@@ -195,6 +195,37 @@ fn unrouted_paths_get_the_builtin_404_page() {
     let r = c.exchange("POST /nope HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n");
     assert_error_page(&r, 404);
     assert_eq!(c.get("/only").text(), "only", "connection still usable after 404s");
+}
+
+/// Counts `on_idle` calls.
+struct IdleCounter(Arc<AtomicUsize>);
+
+impl Handler for IdleCounter {
+    fn handle(&self, _: &Request<'_>) -> Reply {
+        Reply::text("busy")
+    }
+
+    fn on_idle(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn handlers_hear_once_per_quiet_spell_that_the_server_is_idle() {
+    let idle = Arc::new(AtomicUsize::new(0));
+    let router = Router::new().get("/work", IdleCounter(idle.clone())).mount("/files", IdleCounter(idle.clone()));
+    let server = TestServer::with_router(router, Config::default());
+    let mut c = Client::new(server.addr);
+    assert_eq!(c.get("/work").text(), "busy");
+    let start = Instant::now();
+    // Both the route's and the mount's handler are told, about a second after the request.
+    assert!(wait_for(ms(5000), || idle.load(Ordering::SeqCst) >= 2), "on_idle never called");
+    assert!(start.elapsed() >= ms(500), "on_idle came while requests were just answered");
+    // Nothing more while nothing happens: once per quiet spell, not a polling loop.
+    thread::sleep(ms(1500));
+    assert_eq!(idle.load(Ordering::SeqCst), 2);
+    assert_eq!(c.get("/files/x").text(), "busy", "the kept connection still works");
+    assert!(wait_for(ms(5000), || idle.load(Ordering::SeqCst) >= 4), "no on_idle after the second request");
 }
 
 fn methods_router() -> Router {
@@ -450,6 +481,8 @@ fn builders_router(root: &std::path::Path) -> Router {
                 .with_header("X-Bad", String::from("ok\r\nInjected-One: yes"))
                 .with_header("X-Bad-Lf", String::from("ok\nInjected-Two: yes"));
             r.append_header(HeaderValue::from(String::from("X-Evil\r\nInjected-Three: yes")), "v");
+            r.append_header("X-Static", "ok\r\nInjected-Four: yes");
+            r.append_header("X-Shared", HeaderValue::from(std::sync::Arc::<str>::from("ok\nInjected-Five: yes")));
             r.set_header("X-Good", "fine");
             r
         })

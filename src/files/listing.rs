@@ -266,6 +266,22 @@ mod tests {
     }
 
     #[test]
+    fn expired_listings_are_dropped_and_their_bytes_uncounted() {
+        let dir = Identity { dev: 1, ino: 2, len: 0, mtime: (0, 0) };
+        let options = Options::from_query(None);
+        let hour = std::time::Duration::from_secs(3600);
+        let mut cache = ListingCache::default();
+        cache.insert(b"/a/", options, dir, vec![b'a'; 100].into());
+        cache.insert(b"/b/", options, dir, vec![b'b'; 50].into());
+        cache.expire(hour);
+        assert!(cache.get(b"/a/", options, dir, hour).is_some(), "a fresh listing was dropped");
+        assert_eq!(cache.bytes, 150);
+        cache.expire(std::time::Duration::ZERO);
+        assert!(cache.get(b"/a/", options, dir, hour).is_none() && cache.get(b"/b/", options, dir, hour).is_none());
+        assert_eq!((cache.entries.len(), cache.entries.capacity(), cache.bytes), (0, 0, 0));
+    }
+
+    #[test]
     fn query_options() {
         let o = Options::from_query(Some("sort=size&order=desc&format=json"));
         assert_eq!(o, Options { sort: SortKey::Size, descending: true, json: true });
@@ -311,6 +327,21 @@ impl ListingCache {
             .find(|c| c.options == options && *c.path == *path)
             .filter(|c| c.dir == dir && c.rendered.elapsed() < valid)
             .map(|c| c.body.clone())
+    }
+
+    /// Drops the listings rendered `valid` or longer ago: they are never served again.
+    pub(crate) fn expire(&mut self, valid: std::time::Duration) {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|c| {
+            let keep = c.rendered.elapsed() < valid;
+            if !keep {
+                *bytes -= c.body.len();
+            }
+            keep
+        });
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
+        }
     }
 
     /// Keeps a rendered listing, dropping the oldest ones to stay within bounds.

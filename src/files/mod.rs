@@ -399,7 +399,18 @@ impl StaticFiles {
     }
 }
 
+/// Scratch space (paths, keys) kept between requests when idle.
+const SCRATCH_KEPT: usize = 4096;
+
 impl Handler for StaticFiles {
+    /// Drops listings past their validity and scratch space grown past a few KiB.
+    fn on_idle(&self) {
+        self.listings.borrow_mut().expire(self.revalidate_after);
+        for buffer in [&self.scratch, &self.key] {
+            buffer.borrow_mut().shrink_to(SCRATCH_KEPT);
+        }
+    }
+
     fn handle(&self, req: &Request<'_>) -> Response {
         if !matches!(req.method(), Method::Get | Method::Head) {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
