@@ -11,7 +11,8 @@
 //!
 //! At the end: every well-behaved request answered correctly; the server's open
 //! descriptors back to the baseline (exactly) and its RSS back within
-//! [`RSS_TOLERANCE_KIB`] of what it was once warmed up; and nothing logged that is
+//! [`RSS_TOLERANCE_KIB`] of what it was before the load (the server gives memory
+//! back once it is quiet); and nothing logged that is
 //! the server's fault. "The server's fault" is an `ERROR` line or a panic: by the
 //! house style `error` means a bug or a host failure, while clients that time out,
 //! reset or go away are logged at `info`/`debug`, and resource pressure at `warn`
@@ -33,9 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// RSS growth allowed from the warmed-up server (a third into the run) to the end
-/// of the run (after a pool trim): a leak of even 4 bytes per exchange over the
-/// ~2 x 10^6 exchanges of the last two thirds of a 180 s run would exceed it.
+/// RSS growth allowed from the start to the end of the run (after the server's
+/// quiet-time trim): a leak of even 2 bytes per exchange over the ~2 x 10^6
+/// exchanges of a 180 s run would exceed it. (Measured: 11 MiB at the peak, back
+/// to 4.4 MiB from 2.4 MiB at the start, in a 45 s run.)
 const RSS_TOLERANCE_KIB: u64 = 4 * 1024;
 
 const SMALL_FILES: u64 = 16;
@@ -489,12 +491,12 @@ fn soak_mixed_clients_leave_no_leaks_and_no_server_errors() {
     // Quiet: every connection closes (the longest deadline is 3 s).
     let fds_back = wait_for(Duration::from_secs(10), || fd_count(pid) <= start_fds);
     let end_fds = fd_count(pid);
-    // The server trims its pools every 5 s, which nothing outside it can observe:
-    // give it one trim before measuring.
+    // The server gives memory back a second after its last event and trims its
+    // pools every 5 s, which nothing outside it can observe: wait for both.
     thread::sleep(ms(5500));
     let warm_rss = warm_rss.unwrap_or(start_rss);
     let end_rss = rss_kib(pid);
-    let rss_back = end_rss <= warm_rss.max(start_rss) + RSS_TOLERANCE_KIB;
+    let rss_back = end_rss <= start_rss + RSS_TOLERANCE_KIB;
     let hwm = hwm_kib(pid);
     let r = get(addr, "/s/3.bin");
 
