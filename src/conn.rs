@@ -580,30 +580,31 @@ impl Conn {
         } else {
             Ok(())
         };
-        let mut response = {
+        // The handler's response is written straight into `slot` (not returned out
+        // of `catch_unwind`, which would copy the ~470-byte `Response` twice more).
+        let mut slot = None;
+        {
             let mut req = build_request(x, split, &shared.decoded, decoded, self.peer);
             match outcome {
                 Ok(()) => {
                     let router = &shared.router;
-                    match catch_unwind(AssertUnwindSafe(|| router.respond(&mut req))) {
-                        Ok(response) => response,
-                        Err(_) => {
-                            log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
-                            shared.counters.handler_panic();
-                            let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
-                            router.finish(&req, &mut response);
-                            response
-                        }
+                    if catch_unwind(AssertUnwindSafe(|| slot = Some(router.respond(&mut req)))).is_err() {
+                        log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
+                        shared.counters.handler_panic();
+                        let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
+                        router.finish(&req, &mut response);
+                        slot = Some(response);
                     }
                 }
                 Err(status) => {
                     let mut response = Response::status(status);
                     shared.router.finish(&req, &mut response);
-                    response
+                    slot = Some(response);
                 }
             }
-        };
-        self.write_response(x, &mut response, head.method == Method::Head, shared);
+        }
+        let Some(response) = slot.as_mut() else { return };
+        self.write_response(x, response, head.method == Method::Head, shared);
     }
 
     /// Answers with an error page and closes: a request that cannot be parsed, read

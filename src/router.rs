@@ -170,6 +170,10 @@ impl Router {
     /// `on_response` runs for every middleware whose `on_request` ran, including
     /// one that answered early, innermost first.
     pub(crate) fn respond<'a>(&'a self, req: &mut Request<'a>) -> Response {
+        if self.middleware.is_empty() {
+            // Returned straight through: no copy of the response on the way.
+            return self.dispatch(req);
+        }
         let mut ran = 0;
         let mut early = None;
         for m in &self.middleware {
