@@ -52,8 +52,10 @@ impl<'a> HeadWriter<'a> {
     pub(crate) fn header_parts(&mut self, name: &str, parts: [&str; 2]) -> &mut Self {
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.extend_from_slice(b": ");
-        for part in parts {
-            self.buf.extend_from_slice(part.as_bytes());
+        self.buf.extend_from_slice(parts[0].as_bytes());
+        // Usually empty (it is the charset of a text media type): skip the call.
+        if !parts[1].is_empty() {
+            self.buf.extend_from_slice(parts[1].as_bytes());
         }
         self.buf.extend_from_slice(b"\r\n");
         self
