@@ -235,9 +235,15 @@ impl StaticFiles {
         response
     }
 
-    /// Answers from the open-file cache when the request is for a cached file that
-    /// has not changed and wants its identity representation whole.
-    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Response> {
+    /// Answers from the open-file cache, into `response` (fresh: 200, no fields),
+    /// when the request is for a cached file that has not changed and wants its
+    /// identity representation whole; whether it did. (Filled in place: a
+    /// `Response` is large, and returning one through an `Option` copied it twice.)
+    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> bool {
+        self.cached(req, path, response).is_some()
+    }
+
+    fn cached(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> Option<()> {
         let mut key = self.key.borrow_mut();
         key.clear();
         let cache = self.cache.as_ref()?;
@@ -264,18 +270,19 @@ impl StaticFiles {
             }
             entry.checked = cache::Stamp::now();
         }
-        let mut response = match conditional::evaluate(&headers, &entry.validators) {
-            Precondition::Failed => return Some(Response::status(Status(412))),
-            Precondition::NotModified => Response::new(Status(304)),
+        match conditional::evaluate(&headers, &entry.validators) {
+            Precondition::Failed => {
+                *response = Response::status(Status(412));
+                return Some(());
+            }
+            Precondition::NotModified => response.set_status(Status(304)),
             Precondition::Proceed => {
-                let mut response = Response::new(Status::OK);
                 response.append_header(known::CONTENT_TYPE, entry.content_type.clone());
                 response.set_body(Body::Shared(entry.contents.clone()));
-                response
             }
-        };
-        self.file_headers(&mut response, &entry.validators, None);
-        Some(response)
+        }
+        self.file_headers(response, &entry.validators, None);
+        Some(())
     }
 
     /// Reads a small file into the open-file cache (under the key `answer_from_cache` left)
@@ -416,7 +423,8 @@ impl Handler for StaticFiles {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
         }
         let path = req.mounted_path_bytes();
-        if let Some(response) = self.answer_from_cache(req, path) {
+        let mut response = Response::new(Status::OK);
+        if self.answer_from_cache(req, path, &mut response) {
             return response;
         }
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
