@@ -307,7 +307,8 @@ impl Conn {
     /// Runs the state machine until it must wait, yield or close.
     pub(crate) fn drive(&mut self, shared: &mut Shared) -> Flow {
         let mut x = self.exchange.take().unwrap_or_else(|| shared.exchanges.take(Box::default));
-        let mut budget = shared.config.send_budget;
+        // At least one write per wakeup: a zero budget would re-poll forever.
+        let mut budget = shared.config.send_budget.max(1);
         let mut progressed = false;
         let flow = loop {
             let step = match self.phase {
@@ -660,7 +661,7 @@ impl Conn {
         prepare_write_buffer(x, &shared.config);
         let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.value());
         for (name, value) in response.fields() {
-            let checked = name.is_known() && value.is_known();
+            let checked = name.is_known_name() && value.is_known();
             let name = name.as_str();
             if !checked {
                 if is_managed_header(name) {
@@ -782,7 +783,14 @@ impl Conn {
             return Ok(false);
         }
         let pending = &x.wbuf[x.wpos as usize..];
-        let written = if x.sends_file() { send_more(&self.stream, pending) } else { self.stream.write(pending) };
+        // A head followed by a file goes out with MSG_MORE so that it shares a
+        // segment with the file's first bytes; not a large batch of coalesced
+        // responses, which could then sit unsent above the socket's low-water
+        // mark while sendfile(2) waits for room.
+        let lowat = shared.config.send_lowat;
+        let more_max = if lowat == 0 { MORE_MAX } else { MORE_MAX.min(lowat / 2) };
+        let more = x.sends_file() && pending.len() <= more_max;
+        let written = if more { send_more(&self.stream, pending) } else { self.stream.write(pending) };
         match written {
             Ok(n) => {
                 x.wpos += n as u32;
@@ -913,6 +921,9 @@ impl Conn {
 
 /// Writes `buf` with MSG_MORE: the kernel holds a partial segment back for the
 /// sendfile(2) data that follows, so head and body share packets.
+/// Most bytes written with MSG_MORE ahead of a file (see `write_some`).
+const MORE_MAX: usize = 4096;
+
 fn send_more(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is open.

@@ -46,17 +46,17 @@ pub(crate) fn defer_accept(listener: &TcpListener) {
     }
 }
 
-/// Sets TCP_NOTSENT_LOWAT on a listener, which its accepted sockets inherit: a
-/// socket then counts as writable only while fewer than `bytes` of it are still
-/// unsent, so a sender woken by the poller queues one slice at a time instead of
-/// filling the whole send buffer. 0 leaves the kernel's default. Best effort.
-pub(crate) fn notsent_lowat(listener: &TcpListener, bytes: usize) {
-    use std::os::fd::AsRawFd;
+/// Sets TCP_NOTSENT_LOWAT on a socket (a listener's accepted sockets inherit it):
+/// the socket then counts as writable only while fewer than `bytes` of it are
+/// still unsent, so a sender woken by the poller queues one slice at a time
+/// instead of filling the whole send buffer. 0 leaves the kernel's default.
+/// Best effort.
+pub(crate) fn notsent_lowat(socket: &impl std::os::fd::AsRawFd, bytes: usize) {
     if bytes == 0 {
         return;
     }
     let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    if let Err(e) = set_int_option(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes) {
+    if let Err(e) = set_int_option(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes) {
         log::debug!("TCP_NOTSENT_LOWAT: {e}");
     }
 }

@@ -15,14 +15,31 @@ use crate::status::Status;
 
 /// A header field value (or name). Cheap to build from a `&'static str`, a
 /// `String`, or an `Arc<str>` shared by many responses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Values compare by their text, whatever their representation.
+#[derive(Clone, Debug)]
 pub struct HeaderValue(Repr);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &HeaderValue) -> bool {
+        fn text(v: &HeaderValue) -> impl Iterator<Item = u8> + '_ {
+            let [a, b] = v.parts();
+            a.bytes().chain(b.bytes())
+        }
+        text(self).eq(text(other))
+    }
+}
+
+impl Eq for HeaderValue {}
+
+#[derive(Clone, Debug)]
 enum Repr {
     Static(&'static str),
-    /// Text of this crate's own, checked when it was built (see [`HeaderValue::known`]).
+    /// A value of this crate's own, checked when it was built (see [`HeaderValue::known`]).
     Known(&'static str),
+    /// A field name of this crate's own, checked when it was built (see
+    /// [`HeaderValue::known_name`]). Apart from values, so that a value taken
+    /// from a response and used as a name is still checked as a name.
+    KnownName(&'static str),
     Owned(Box<str>),
     Shared(Arc<str>),
     /// Text this crate composed (see [`HeaderValue::format`]), too long to be inline.
@@ -86,7 +103,7 @@ impl HeaderValue {
             assert!(is_tchar(bytes[i]), "header field name is not a token");
             i += 1;
         }
-        HeaderValue(Repr::Known(name))
+        HeaderValue(Repr::KnownName(name))
     }
 
     /// A header field value of this crate's own, checked for CR, LF and NUL when
@@ -108,10 +125,15 @@ impl HeaderValue {
         HeaderValue(if text { Repr::TextMime(mime) } else { Repr::Known(mime) })
     }
 
-    /// Whether this crate built the text and checked it then (names: tokens that
-    /// the connection does not manage; values: no CR, LF or NUL).
+    /// Whether this crate built the value and checked it then (no CR, LF or NUL).
     pub(crate) fn is_known(&self) -> bool {
         matches!(self.0, Repr::Known(_) | Repr::KnownShared(_) | Repr::TextMime(_) | Repr::Inline(_))
+    }
+
+    /// Whether this is a field name the crate built and checked then (a token
+    /// the connection does not manage).
+    pub(crate) fn is_known_name(&self) -> bool {
+        matches!(self.0, Repr::KnownName(_))
     }
 
     /// A value this crate composes from numbers, dates and its own tokens (never
@@ -133,7 +155,7 @@ impl HeaderValue {
     /// The value's parts, to be written one after the other.
     pub(crate) fn parts(&self) -> [&str; 2] {
         match &self.0 {
-            Repr::Static(s) | Repr::Known(s) => [s, ""],
+            Repr::Static(s) | Repr::Known(s) | Repr::KnownName(s) => [s, ""],
             Repr::Owned(s) => [s, ""],
             Repr::Shared(s) | Repr::KnownShared(s) => [s, ""],
             Repr::TextMime(m) => [m, "; charset=utf-8"],
@@ -513,5 +535,15 @@ mod tests {
         let page = Response::status(Status::NOT_FOUND);
         assert_eq!(page.body().len(), crate::head::page_len(Status::NOT_FOUND));
         assert!(!HeaderValue::from(String::from("a\r\nb")).is_valid());
+    }
+
+    #[test]
+    fn values_compare_by_text_whatever_their_representation() {
+        assert_eq!(HeaderValue::mime("text/html", true), HeaderValue::from("text/html; charset=utf-8"));
+        assert_eq!(HeaderValue::mime("application/json", false), HeaderValue::from(String::from("application/json")));
+        assert_eq!(HeaderValue::known("bytes"), HeaderValue::from(Arc::<str>::from("bytes")));
+        assert_eq!(HeaderValue::format(format_args!("{}", 42)), HeaderValue::from("42"));
+        assert_ne!(HeaderValue::mime("text/html", true), HeaderValue::from("text/html"));
+        assert_ne!(HeaderValue::from("a"), HeaderValue::from("ab"));
     }
 }

@@ -330,7 +330,9 @@ impl Server {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
         self.tick();
+        self.quiet_trim_at = Some(self.shared.now + QUIET_TRIM_MS);
         let _ = stream.set_nodelay(true);
+        crate::listen::notsent_lowat(&stream, self.shared.config.send_lowat);
         self.add_connection(registry, TcpStream::from_std(stream), peer);
         Ok(())
     }

@@ -430,7 +430,9 @@ fn pipelined_responses_larger_than_the_write_buffer_stay_in_order() {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(root.path().join("big.bin"), &big).unwrap();
     let small = Config { write_buffer_bytes: 4096, send_budget: 8192, ..Config::default() };
-    for config in [Config::default(), small] {
+    // A zero budget still sends (one write per wakeup) rather than re-polling forever.
+    let zero = Config { send_budget: 0, send_lowat: 0, ..Config::default() };
+    for config in [Config::default(), small, zero] {
         let server = TestServer::start(root.path(), config.clone());
         let mut c = Client::new(server.addr);
         c.send(

@@ -581,6 +581,37 @@ fn header_values_with_line_breaks_are_dropped() {
     assert_eq!(count(&r, "x-bad-lf"), 0, "{r:?}");
 }
 
+/// Re-uses the values of a file response's own fields as field names.
+struct ValuesAsNames;
+
+impl Middleware for ValuesAsNames {
+    fn on_response(&self, _: &Request<'_>, response: &mut Reply) {
+        // The value is one the server built too ("bytes"): a pair of two such
+        // values must not skip the checks a name gets.
+        let Some(bytes) = response.header("Accept-Ranges").cloned() else { return };
+        for name in ["Last-Modified", "Content-Type", "ETag"] {
+            if let Some(value) = response.header(name).cloned() {
+                response.append_header(value, bytes.clone());
+            }
+        }
+    }
+}
+
+#[test]
+fn values_the_server_built_are_still_checked_when_used_as_names() {
+    let root = site();
+    let router = Router::new().mount("/static", StaticFiles::new(root.path()).unwrap()).wrap(ValuesAsNames);
+    let server = TestServer::with_router(router, Config::default());
+    let raw = raw_exchange(server.addr, b"GET /static/style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let r = parse(&raw, false);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), CSS);
+    let text = lossy(&raw);
+    // None of those values is a token (a date, a media type with '/', a quoted tag).
+    assert_eq!(text.matches(": bytes\r\n").count(), 1, "a value was written as a field name:\n{text}");
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+}
+
 // ---- middleware ---------------------------------------------------------------------------
 
 type Log = Arc<Mutex<Vec<String>>>;
