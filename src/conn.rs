@@ -568,11 +568,10 @@ impl Conn {
     /// Answers the current request, whose head and body are complete.
     fn dispatch(&mut self, x: &mut Exchange, shared: &mut Shared) {
         let Some(head) = x.request else { return };
-        let base = x.rpos as usize;
-        let target = (base + head.target.0, base + head.target.1);
-        let split = split_target(&x.rbuf[target.0..target.1]);
+        let start = x.rpos as usize + head.target.0;
+        let split = target_split(x);
         let decoded = split.is_some_and(|(path, _)| {
-            files::percent_decode(&x.rbuf[target.0 + path.0..target.0 + path.1], &mut shared.decoded).is_some()
+            files::percent_decode(&x.rbuf[start + path.0..start + path.1], &mut shared.decoded).is_some()
         });
         let outcome = if head.method == Method::Other {
             Err(Status::NOT_IMPLEMENTED)
@@ -626,11 +625,7 @@ impl Conn {
         }
         let mut response = Response::status(status);
         {
-            let split = x.request.and_then(|head| {
-                let base = x.rpos as usize;
-                x.rbuf.get(base + head.target.0..base + head.target.1).and_then(split_target)
-            });
-            let req = build_request(x, split, &[], false, self.peer);
+            let req = build_request(x, target_split(x), &[], false, self.peer);
             shared.router.finish(&req, &mut response);
         }
         self.write_response(x, &mut response, head_only, shared);
@@ -729,9 +724,10 @@ impl Conn {
         while x.sending() {
             if *budget == 0 && self.write_ready {
                 // This wakeup's share is spent. Ask the poller again rather than
-                // queueing ourselves: it reports the socket only once its send
-                // buffer has room (a third free), so a fast sender never fills it
-                // and every sending connection gets an equal turn per loop.
+                // queueing ourselves: it reports the socket only once it has room
+                // (less unsent than the low-water mark, `Config::send_lowat`), so
+                // a fast sender never fills it and every sending connection gets
+                // an equal turn per loop.
                 self.write_ready = false;
                 self.write_interest = false;
                 self.arm = Some(TimerKind::Send);
@@ -919,11 +915,11 @@ impl Conn {
     }
 }
 
-/// Writes `buf` with MSG_MORE: the kernel holds a partial segment back for the
-/// sendfile(2) data that follows, so head and body share packets.
 /// Most bytes written with MSG_MORE ahead of a file (see `write_some`).
 const MORE_MAX: usize = 4096;
 
+/// Writes `buf` with MSG_MORE: the kernel holds a partial segment back for the
+/// sendfile(2) data that follows, so head and body share packets.
 fn send_more(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is open.
@@ -1010,6 +1006,13 @@ fn read_file(wbuf: &mut Vec<u8>, file: &File, offset: &mut u64, left: &mut u64, 
     };
     wbuf.truncate(start + got);
     result
+}
+
+/// [`split_target`] of the current request's target, if there is a request.
+fn target_split(x: &Exchange) -> Option<(Span, Option<Span>)> {
+    let head = x.request?;
+    let base = x.rpos as usize;
+    x.rbuf.get(base + head.target.0..base + head.target.1).and_then(split_target)
 }
 
 /// Where the complete head that follows the current request in the read buffer

@@ -190,8 +190,7 @@ impl Server {
     /// Handles one readiness event for a token this server [`owns`](Server::owns).
     /// Events for connections that have since closed are ignored.
     pub fn handle_event(&mut self, registry: &Registry, event: &Event) {
-        self.tick();
-        self.quiet_trim_at = Some(self.shared.now + QUIET_TRIM_MS);
+        self.tick_busy();
         let Some(index) = event.token().0.checked_sub(self.first_token) else { return };
         if index < LISTENER_TOKENS {
             self.accept_from(registry, index);
@@ -329,8 +328,7 @@ impl Server {
     pub fn accept_stream(&mut self, registry: &Registry, stream: std::net::TcpStream) -> io::Result<()> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
-        self.tick();
-        self.quiet_trim_at = Some(self.shared.now + QUIET_TRIM_MS);
+        self.tick_busy();
         let _ = stream.set_nodelay(true);
         crate::listen::notsent_lowat(&stream, self.shared.config.send_lowat);
         self.add_connection(registry, TcpStream::from_std(stream), peer);
@@ -352,6 +350,12 @@ impl Server {
         unsafe {
             libc::malloc_trim(0);
         }
+    }
+
+    /// [`tick`](Server::tick) for traffic: also puts off the quiet-time trim.
+    fn tick_busy(&mut self) {
+        self.tick();
+        self.quiet_trim_at = Some(self.shared.now + QUIET_TRIM_MS);
     }
 
     fn tick(&mut self) -> Millis {

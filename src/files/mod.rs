@@ -237,13 +237,9 @@ impl StaticFiles {
 
     /// Answers from the open-file cache, into `response` (fresh: 200, no fields),
     /// when the request is for a cached file that has not changed and wants its
-    /// identity representation whole; whether it did. (Filled in place: a
+    /// identity representation whole; `Some` when it did. (Filled in place: a
     /// `Response` is large, and returning one through an `Option` copied it twice.)
-    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> bool {
-        self.cached(req, path, response).is_some()
-    }
-
-    fn cached(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> Option<()> {
+    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> Option<()> {
         let mut key = self.key.borrow_mut();
         key.clear();
         let cache = self.cache.as_ref()?;
@@ -424,7 +420,7 @@ impl Handler for StaticFiles {
         }
         let path = req.mounted_path_bytes();
         let mut response = Response::new(Status::OK);
-        if self.answer_from_cache(req, path, &mut response) {
+        if self.answer_from_cache(req, path, &mut response).is_some() {
             return response;
         }
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
