@@ -28,7 +28,7 @@ use crate::head::{self, HeadWriter, Persistence};
 use crate::parse::{self, BodyLength, RequestHead};
 use crate::pool::Pool;
 use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
-use crate::response::{is_token, Body, Multipart, Response, Segment};
+use crate::response::{Body, Multipart, Response, Segment};
 use crate::router::Router;
 use crate::stats::Counters;
 use crate::status::Status;
@@ -655,19 +655,14 @@ impl Conn {
         };
         prepare_write_buffer(x, &shared.config);
         let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.value());
-        for (name, value) in response.fields() {
-            let checked = name.is_known_name() && value.is_known();
-            let name = name.as_str();
-            if !checked {
-                if is_managed_header(name) {
-                    continue;
-                }
-                if !value.is_valid() || !is_token(name) {
-                    log::error!("{}: dropping invalid response header field {name:?}", self.peer);
-                    continue;
-                }
+        let (shared_fields, own_fields) = response.fields();
+        if let Some(fields) = shared_fields {
+            w.encoded_fields(fields.encoded());
+        }
+        for (name, value) in own_fields {
+            if !w.field(name, value) {
+                log::error!("{}: dropping invalid response header field {:?}", self.peer, name.as_str());
             }
-            w.header_parts(name, value.parts());
         }
         if status.allows_body() {
             w.content_length(response.body().len());
@@ -1074,11 +1069,6 @@ fn as_str(bytes: &[u8]) -> Option<&str> {
     } else {
         std::str::from_utf8(bytes).ok()
     }
-}
-
-/// Response header fields the connection writes itself.
-fn is_managed_header(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|m| name.eq_ignore_ascii_case(m))
 }
 
 /// A range of a byte slice.

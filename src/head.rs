@@ -1,6 +1,7 @@
 //! The response-head encoder and the built-in status pages, written straight
 //! into a connection's write buffer. Pure byte formatting: no I/O.
 
+use crate::response::{is_token, HeaderName, HeaderValue};
 use crate::status::Status;
 
 /// The `Server` header value.
@@ -48,16 +49,14 @@ impl<'a> HeadWriter<'a> {
         self
     }
 
-    /// Adds a header whose value is `parts` written one after the other.
-    pub(crate) fn header_parts(&mut self, name: &str, parts: [&str; 2]) -> &mut Self {
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b": ");
-        self.buf.extend_from_slice(parts[0].as_bytes());
-        // Usually empty (it is the charset of a text media type): skip the call.
-        if !parts[1].is_empty() {
-            self.buf.extend_from_slice(parts[1].as_bytes());
-        }
-        self.buf.extend_from_slice(b"\r\n");
+    /// Adds a response's field, as [`write_field`] does.
+    pub(crate) fn field(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
+        write_field(self.buf, name, value)
+    }
+
+    /// Adds fields [`write_field`] encoded before.
+    pub(crate) fn encoded_fields(&mut self, encoded: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(encoded);
         self
     }
 
@@ -76,6 +75,38 @@ impl<'a> HeadWriter<'a> {
         }
         self.buf.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `name: value\r\n`, unless the field is one the connection writes
+/// itself (`Content-Length` …: left out) or cannot be written safely (a name
+/// that is not a token, a value with CR, LF or NUL: left out, `false`). Names
+/// and values this crate built were checked then and are not checked again.
+pub(crate) fn write_field(buf: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) -> bool {
+    let checked = name.is_known_name() && value.is_known();
+    let name = name.as_str();
+    if !checked {
+        if is_managed(name) {
+            return true;
+        }
+        if !value.is_valid() || !is_token(name) {
+            return false;
+        }
+    }
+    let [first, rest] = value.parts();
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(first.as_bytes());
+    // Usually empty (it is the charset of a text media type): skip the call.
+    if !rest.is_empty() {
+        buf.extend_from_slice(rest.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+    true
+}
+
+/// Response header fields the connection writes itself.
+fn is_managed(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|m| name.eq_ignore_ascii_case(m))
 }
 
 const PAGE_START: &[u8] = b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>";
@@ -111,15 +142,17 @@ mod tests {
     #[test]
     fn head_and_page() {
         let mut buf = Vec::new();
-        HeadWriter::new(&mut buf, Status::NOT_FOUND, b"Thu, 01 Jan 1970 00:00:00 GMT")
-            .header_parts("Content-Type", ["text/html", "; charset=utf-8"])
-            .content_length(page_len(Status::NOT_FOUND))
-            .finish(Persistence::Close);
+        let mut w = HeadWriter::new(&mut buf, Status::NOT_FOUND, b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert!(w.field(&HeaderValue::from("Content-Type"), &HeaderValue::mime("text/html", true)));
+        assert!(w.field(&HeaderValue::from("Content-Length"), &HeaderValue::from("1")), "left out, not refused");
+        assert!(!w.field(&HeaderValue::from("X-Bad"), &HeaderValue::from("a\r\nb")));
+        w.content_length(page_len(Status::NOT_FOUND)).finish(Persistence::Close);
         let head_len = buf.len();
         write_page(&mut buf, Status::NOT_FOUND);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\nServer: spindle/"));
-        assert!(text.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+        assert!(text.contains("\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "));
+        assert!(!text.contains("X-Bad"));
         assert!(text.contains("\r\nConnection: close\r\n\r\n<!DOCTYPE html>"));
         assert_eq!((text.len() - head_len) as u64, page_len(Status::NOT_FOUND));
         assert!(text.contains("<title>404 Not Found</title>"));

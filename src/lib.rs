@@ -80,10 +80,11 @@ pub mod bench_api {
 
     /// Writes a typical 200 response head for a file into `buf`.
     pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8], len: u64) {
-        crate::head::HeadWriter::new(buf, crate::Status::OK, date)
-            .header_parts("Content-Type", ["text/html", "; charset=utf-8"])
-            .content_length(len)
-            .finish(crate::head::Persistence::Default);
+        use crate::response::{known, HeaderValue};
+        let mut w = crate::head::HeadWriter::new(buf, crate::Status::OK, date);
+        w.field(&known::CONTENT_TYPE, &HeaderValue::mime("text/html", true));
+        w.field(&known::ACCEPT_RANGES, &known::BYTES);
+        w.content_length(len).finish(crate::head::Persistence::Default);
     }
 
     /// Percent-decodes and normalises a request path into `out`; false when refused.

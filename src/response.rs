@@ -334,10 +334,41 @@ impl Multipart {
 /// The header fields of a response, kept inline for the usual few.
 pub(crate) type HeaderFields = SmallVec<[(HeaderName, HeaderValue); 8]>;
 
+/// Header fields that many responses share (a cached file's type and
+/// validators), encoded once as `name: value\r\n` lines when built, so that
+/// a response carrying them writes one block instead of field after field.
+#[derive(Debug)]
+pub(crate) struct SharedFields {
+    fields: Box<[(HeaderName, HeaderValue)]>,
+    encoded: Box<[u8]>,
+}
+
+impl SharedFields {
+    /// The fields, encoded as a response head would carry them (fields the
+    /// connection writes itself, or that cannot be written safely, are left out
+    /// of the encoding, as they would be from a head).
+    pub(crate) fn new(fields: &[(HeaderName, HeaderValue)]) -> Arc<SharedFields> {
+        let mut encoded = Vec::new();
+        for (name, value) in fields {
+            if !crate::head::write_field(&mut encoded, name, value) {
+                log::error!("dropping invalid response header field {:?}", name.as_str());
+            }
+        }
+        Arc::new(SharedFields { fields: fields.into(), encoded: encoded.into() })
+    }
+
+    /// The encoded fields.
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+}
+
 /// An HTTP response.
 #[derive(Debug)]
 pub struct Response {
     status: Status,
+    /// Fields shared with other responses: they come before `headers`.
+    shared: Option<Arc<SharedFields>>,
     headers: HeaderFields,
     body: Body,
     /// Close the connection after this response.
@@ -349,7 +380,7 @@ pub struct Response {
 impl Response {
     /// A response with `status`, no header fields and an empty body.
     pub fn new(status: Status) -> Response {
-        Response { status, headers: SmallVec::new(), body: Body::Empty, close: false, delay: None }
+        Response { status, shared: None, headers: SmallVec::new(), body: Body::Empty, close: false, delay: None }
     }
 
     /// 200 with a `text/plain; charset=utf-8` body.
@@ -399,6 +430,13 @@ impl Response {
     /// Sets header `name` to `value`, replacing fields of that name (any case).
     pub fn set_header(&mut self, name: impl Into<HeaderName>, value: impl Into<HeaderValue>) {
         let name = name.into();
+        if self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.fields.iter().any(|(n, _)| n.as_str().eq_ignore_ascii_case(name.as_str())))
+        {
+            self.unshare();
+        }
         self.headers.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name.as_str()));
         self.headers.push((name, value.into()));
     }
@@ -416,7 +454,7 @@ impl Response {
 
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&HeaderValue> {
-        self.headers.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.all_fields().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Whether a field called `name` (any case) is set.
@@ -426,7 +464,27 @@ impl Response {
 
     /// All header fields, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v))
+        self.all_fields().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// The shared fields, then the response's own.
+    fn all_fields(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.shared.iter().flat_map(|s| s.fields.iter()).chain(self.headers.iter())
+    }
+
+    /// Gives the response `fields` (shared with other responses) ahead of its
+    /// own; replaces fields shared before.
+    pub(crate) fn share_fields(&mut self, fields: Arc<SharedFields>) {
+        self.shared = Some(fields);
+    }
+
+    /// Makes the shared fields the response's own, so that they can be changed.
+    fn unshare(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let own = std::mem::take(&mut self.headers);
+            self.headers.extend(shared.fields.iter().cloned());
+            self.headers.extend(own);
+        }
     }
 
     /// Replaces the body.
@@ -473,9 +531,10 @@ impl Response {
         self.close
     }
 
-    /// The header fields, for encoding the head in place.
-    pub(crate) fn fields(&self) -> &HeaderFields {
-        &self.headers
+    /// The shared fields (to be written first) and the response's own fields,
+    /// for encoding the head in place.
+    pub(crate) fn fields(&self) -> (Option<&SharedFields>, &HeaderFields) {
+        (self.shared.as_deref(), &self.headers)
     }
 
     /// Takes the body out, leaving it empty.

@@ -3,10 +3,11 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use spindle::{Config, Router, StaticFiles};
+use spindle::{Config, Middleware, Request, Response as Reply, Router, StaticFiles};
 
 fn serve(files: StaticFiles) -> TestServer {
     TestServer::with_router(Router::new().fallback(files), Config::default())
@@ -43,6 +44,72 @@ fn a_validity_interval_serves_changes_within_it() {
     std::fs::write(&path, "changed\n").unwrap();
     let fresh = wait_for(Duration::from_secs(3), || get(server.addr, "/").text() == "changed\n");
     assert!(fresh, "the change was not served within the validity interval");
+}
+
+/// The header fields of a response other than `Date`, in order.
+fn fields(r: &Response) -> Vec<(String, String)> {
+    r.headers.iter().filter(|(n, _)| n != "date").cloned().collect()
+}
+
+#[test]
+fn answers_from_the_cache_carry_the_fields_of_answers_from_the_file() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().cache_control("max-age=60"));
+    // The first request reads the file (and fills the cache), the second is answered from memory.
+    let from_file = get(server.addr, "/style.css");
+    let from_cache = get(server.addr, "/style.css");
+    assert_eq!(from_file.status, 200);
+    assert_eq!(fields(&from_cache), fields(&from_file));
+    assert_eq!(from_cache.text(), from_file.text());
+    let names: Vec<&str> = from_file.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for name in ["content-type", "etag", "last-modified", "cache-control", "accept-ranges", "content-length"] {
+        assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name} in {names:?}");
+    }
+    // Revalidation (304) from the cache: the validators, no type.
+    let etag = from_file.header("etag").unwrap();
+    let raw = format!("GET /style.css HTTP/1.1\r\nHost: test\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n");
+    let not_modified = request(server.addr, raw.as_bytes());
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.header("etag"), Some(etag));
+    assert_eq!(not_modified.header("last-modified"), from_file.header("last-modified"));
+    assert_eq!(not_modified.header("cache-control"), Some("max-age=60"));
+    assert_eq!(not_modified.header("content-type"), None);
+}
+
+/// Lists the fields of every response it sees, then replaces one and adds one.
+struct Rewrite {
+    seen: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Middleware for Rewrite {
+    fn on_response(&self, _: &Request<'_>, response: &mut Reply) {
+        self.seen.lock().unwrap().push(response.headers().map(|(n, v)| format!("{n}: {v}")).collect());
+        response.set_header("content-type", "text/x-rewritten");
+        response.append_header("X-Extra", "1");
+    }
+}
+
+#[test]
+fn middleware_sees_and_changes_the_fields_of_answers_from_the_cache() {
+    let root = site();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new().fallback(StaticFiles::new(root.path()).unwrap()).wrap(Rewrite { seen: seen.clone() });
+    let server = TestServer::with_router(router, Config::default());
+    let answers: Vec<Response> = (0..2).map(|_| get(server.addr, "/style.css")).collect();
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "body { color: black }\n");
+        let types: Vec<_> = r.headers.iter().filter(|(n, _)| n == "content-type").collect();
+        assert_eq!(types, [&("content-type".to_string(), "text/x-rewritten".to_string())], "{r:?}");
+        assert_eq!(r.header("x-extra"), Some("1"));
+    }
+    assert_eq!(fields(&answers[0]), fields(&answers[1]));
+    assert!(answers[1].header("etag").is_some());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1], "the middleware saw different fields from the file and from the cache");
+    assert!(seen[1].iter().any(|f| f.starts_with("ETag: ")), "{:?}", seen[1]);
+    assert!(seen[1].iter().any(|f| f.starts_with("Content-Type: text/css")), "{:?}", seen[1]);
 }
 
 #[test]

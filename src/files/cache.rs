@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::response::HeaderValue;
+use crate::response::SharedFields;
 
 use super::conditional::Validators;
 
@@ -41,8 +41,11 @@ pub(crate) struct Entry {
     pub path: Box<[u8]>,
     pub identity: Identity,
     pub contents: Arc<[u8]>,
-    pub content_type: HeaderValue,
     pub validators: Validators,
+    /// The header fields of a 200 for it (its type and validators), encoded once.
+    pub ok_fields: Arc<SharedFields>,
+    /// The header fields of a 304 for it (its validators).
+    pub not_modified_fields: Arc<SharedFields>,
     /// When the identity was last found unchanged.
     pub checked: Stamp,
 }
@@ -117,8 +120,9 @@ mod tests {
             path: b"x\0".to_vec().into(),
             identity: Identity { dev: 1, ino: 2, len: size as u64, mtime: (3, 4) },
             contents: vec![0; size].into(),
-            content_type: HeaderValue::from("text/plain"),
             validators: Validators::new(size as u64, UNIX_EPOCH, ""),
+            ok_fields: SharedFields::new(&[]),
+            not_modified_fields: SharedFields::new(&[]),
             checked: Stamp::now(),
         }
     }

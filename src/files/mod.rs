@@ -25,7 +25,7 @@ pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> bool {
 use resolve::{FileError, Found, OpenFile, Root};
 
 use crate::request::{Method, Request};
-use crate::response::{known, Body, HeaderValue, Multipart, Response};
+use crate::response::{known, Body, HeaderValue, Multipart, Response, SharedFields};
 use crate::router::Handler;
 use crate::status::Status;
 use conditional::{Precondition, Validators};
@@ -271,13 +271,15 @@ impl StaticFiles {
                 *response = Response::status(Status(412));
                 return Some(());
             }
-            Precondition::NotModified => response.set_status(Status(304)),
+            Precondition::NotModified => {
+                response.set_status(Status(304));
+                response.share_fields(entry.not_modified_fields.clone());
+            }
             Precondition::Proceed => {
-                response.append_header(known::CONTENT_TYPE, entry.content_type.clone());
+                response.share_fields(entry.ok_fields.clone());
                 response.set_body(Body::Shared(entry.contents.clone()));
             }
         }
-        self.file_headers(response, &entry.validators, None);
         Some(())
     }
 
@@ -303,12 +305,18 @@ impl StaticFiles {
         let contents: Arc<[u8]> = contents.into();
         let mut file_path = path.to_vec();
         file_path.push(0);
+        // The fields every answer from the cache carries, in the order `serve` writes them.
+        let mut fields = Response::new(Status::OK);
+        fields.append_header(known::CONTENT_TYPE, content_type.clone());
+        self.file_headers(&mut fields, validators, None);
+        let (_, fields) = fields.fields();
         let entry = cache::Entry {
             path: file_path.into(),
             identity,
             contents: contents.clone(),
-            content_type: content_type.clone(),
             validators: validators.clone(),
+            ok_fields: SharedFields::new(fields),
+            not_modified_fields: SharedFields::new(&fields[1..]),
             checked: cache::Stamp::now(),
         };
         cache.borrow_mut().insert(&self.key.borrow(), entry);
