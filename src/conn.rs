@@ -27,7 +27,7 @@ use crate::files;
 use crate::head::{self, HeadWriter, Persistence};
 use crate::parse::{self, BodyLength, RequestHead};
 use crate::pool::Pool;
-use crate::request::{HeaderSpan, Headers, Method, Params, Request, Version};
+use crate::request::{HeaderSpan, Headers, Method, Request, Version};
 use crate::response::{Body, Multipart, Response, Segment};
 use crate::router::Router;
 use crate::stats::Counters;
@@ -386,7 +386,7 @@ impl Conn {
     fn read_head(&mut self, x: &mut Exchange, shared: &mut Shared) -> Option<Flow> {
         if x.rpos < x.rend {
             let input = &x.rbuf[x.rpos as usize..x.rend as usize];
-            if parse::find_head_end(input, x.scanned as usize).is_some() {
+            if parse::holds_head(input, x.scanned as usize) {
                 match parse::parse_head(input, shared.config.max_header_bytes, &mut x.spans) {
                     Ok(Some(head)) => {
                         self.start_request(x, head, shared);
@@ -708,11 +708,9 @@ impl Conn {
             && x.request.is_some()
             && x.wbuf.len() - x.wpos as usize + COALESCE_ROOM <= x.wbuf.capacity()
         {
-            if let Some(end) = next_head_end(x) {
-                // Answer the next pipelined request into the same buffer: one write for
-                // the batch. Its end is known now: `read_head` need not look for it again.
+            if next_head_complete(x) {
+                // Answer the next pipelined request into the same buffer: one write for the batch.
                 self.finish_request(x, shared);
-                x.scanned = end.saturating_sub(3) as u32;
                 return None;
             }
         }
@@ -1010,11 +1008,9 @@ fn target_split(x: &Exchange) -> Option<(Span, Option<Span>)> {
     x.rbuf.get(base + head.target.0..base + head.target.1).and_then(split_target)
 }
 
-/// Where the complete head that follows the current request in the read buffer
-/// ends (relative to its start), if one does.
-fn next_head_end(x: &Exchange) -> Option<usize> {
-    let next = x.head_end();
-    parse::find_head_end(x.rbuf.get(next..x.rend as usize)?, 0)
+/// Whether a complete head follows the current request in the read buffer.
+fn next_head_complete(x: &Exchange) -> bool {
+    x.rbuf.get(x.head_end()..x.rend as usize).is_some_and(|next| parse::holds_head(next, 0))
 }
 
 /// The handler's view of the current request. `split` is [`split_target`] of
@@ -1055,7 +1051,7 @@ fn build_request<'a>(
         headers: Headers::new(x.rbuf.get(base..).unwrap_or_default(), &x.spans),
         peer,
         body: &x.body,
-        params: Params::default(),
+        params: None,
         mount_len: 0,
     }
 }

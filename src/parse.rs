@@ -102,6 +102,13 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Whether `buf` holds a complete head: at once when it ends with a head's end
+/// (the usual case: a request, or a pipelined batch, read whole), else by
+/// [`find_head_end`] from `from`.
+pub(crate) fn holds_head(buf: &[u8], from: usize) -> bool {
+    buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") || find_head_end(buf, from).is_some()
+}
+
 /// Parses the head at the start of `buf`, recording where each header field lies
 /// in `spans` (cleared first).
 ///
@@ -384,6 +391,17 @@ mod tests {
             let partial = &raw[..cut];
             let complete = matches!(parse_head(partial, 8192, &mut Vec::new()), Ok(Some(_)));
             assert!(!complete || find_head_end(partial, 0).is_some(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn holding_a_head_means_a_head_end_is_found() {
+        let batch = b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.0\nA: b\n\nHEAD / HTTP/1.1\r\n\r\n";
+        for start in 0..batch.len() {
+            for end in start..=batch.len() {
+                let buf = &batch[start..end];
+                assert_eq!(holds_head(buf, 0), find_head_end(buf, 0).is_some(), "{:?}", String::from_utf8_lossy(buf));
+            }
         }
     }
 }

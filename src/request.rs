@@ -206,7 +206,8 @@ pub struct Request<'a> {
     pub(crate) headers: Headers<'a>,
     pub(crate) peer: SocketAddr,
     pub(crate) body: &'a [u8],
-    pub(crate) params: Params<'a>,
+    /// The route's captured parameters (none outside routes: nothing to initialise).
+    pub(crate) params: Option<Params<'a>>,
     /// Bytes of `path` that belong to the mount prefix of the handler being called.
     pub(crate) mount_len: usize,
 }
@@ -279,7 +280,7 @@ impl<'a> Request<'a> {
 
     /// The value captured by the route's named segment `name` (`:id` → `"id"`).
     pub fn param(&self, name: &str) -> Option<&'a str> {
-        self.params.get(name)
+        self.params.as_ref().and_then(|p| p.get(name))
     }
 
     /// Rewrites the path that routing sees (for middleware); `path` should start with `/`.

@@ -217,7 +217,7 @@ impl Router {
         for route in &self.routes {
             let Some(params) = route.matches(path) else { continue };
             if route.method == req.method || (req.method == Method::Head && route.method == Method::Get) {
-                req.params = params;
+                req.params = Some(params);
                 return route.handler.handle(req);
             }
             allowed |= route.method.bit();

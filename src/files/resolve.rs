@@ -279,18 +279,16 @@ pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileErro
 /// Percent-decodes `raw` into `out` once (RFC 3986 §2.1). `None` for a malformed escape.
 pub(crate) fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if b == b'%' {
-            let hi = hex(*raw.get(i + 1)?)?;
-            let lo = hex(*raw.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
+    let mut rest = raw;
+    // The bytes between escapes are copied a run at a time: most paths have none.
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..at]);
+        let hi = hex(*rest.get(at + 1)?)?;
+        let lo = hex(*rest.get(at + 2)?)?;
+        out.push(hi << 4 | lo);
+        rest = &rest[at + 3..];
     }
+    out.extend_from_slice(rest);
     Some(())
 }
 
