@@ -707,12 +707,11 @@ impl Conn {
             && self.keep_alive
             && x.request.is_some()
             && x.wbuf.len() - x.wpos as usize + COALESCE_ROOM <= x.wbuf.capacity()
+            && next_head_complete(x)
         {
-            if next_head_complete(x) {
-                // Answer the next pipelined request into the same buffer: one write for the batch.
-                self.finish_request(x, shared);
-                return None;
-            }
+            // Answer the next pipelined request into the same buffer: one write for the batch.
+            self.finish_request(x, shared);
+            return None;
         }
         while x.sending() {
             if *budget == 0 && self.write_ready {
