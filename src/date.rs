@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::timer::Millis;
 
 /// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-const LEN: usize = 29;
+pub(crate) const LEN: usize = 29;
 
 /// A cached IMF-fixdate for the current second.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl DateCache {
     }
 
     /// The current value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-    pub(crate) fn value(&self) -> &[u8] {
+    pub(crate) fn value(&self) -> &[u8; LEN] {
         &self.value
     }
 }

@@ -25,7 +25,8 @@ pub(crate) struct HeadWriter<'a> {
 
 impl<'a> HeadWriter<'a> {
     /// Starts a head with the status line and the `Server` and `Date` headers.
-    pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, date: &[u8]) -> HeadWriter<'a> {
+    /// (The date's length is fixed, so that it is copied inline.)
+    pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, date: &[u8; crate::date::LEN]) -> HeadWriter<'a> {
         buf.extend_from_slice(b"HTTP/1.1 ");
         let mut code = itoa::Buffer::new();
         buf.extend_from_slice(code.format(status.code()).as_bytes());

@@ -79,7 +79,7 @@ pub mod bench_api {
     }
 
     /// Writes a typical 200 response head for a file into `buf`.
-    pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8], len: u64) {
+    pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8; 29], len: u64) {
         use crate::response::{known, HeaderValue};
         let mut w = crate::head::HeadWriter::new(buf, crate::Status::OK, date);
         w.field(&known::CONTENT_TYPE, &HeaderValue::mime("text/html", true));

@@ -108,11 +108,28 @@ pub(crate) struct HeaderSpan {
 pub struct Headers<'a> {
     head: &'a [u8],
     spans: &'a [HeaderSpan],
+    /// Bit `n` (63 for longer) is set when some field's name is `n` bytes long:
+    /// a lookup of a name of a length no field has (most lookups: `If-None-Match`,
+    /// `Range` …) answers without comparing names.
+    name_lengths: u64,
+}
+
+/// The bit of [`Headers::name_lengths`] for a name `len` bytes long.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl<'a> Headers<'a> {
     pub(crate) fn new(head: &'a [u8], spans: &'a [HeaderSpan]) -> Headers<'a> {
-        Headers { head, spans }
+        let name_lengths = spans.iter().fold(0, |bits, s| bits | length_bit(s.name.1.wrapping_sub(s.name.0) as usize));
+        Headers { head, spans, name_lengths }
+    }
+
+    /// Whether no field has any of the `names` (lower case or not), judged by
+    /// their lengths alone: `false` may still mean none is there.
+    #[inline]
+    pub(crate) fn surely_lacks(&self, names: &[&str]) -> bool {
+        names.iter().fold(0, |bits, n| bits | length_bit(n.len())) & self.name_lengths == 0
     }
 
     /// The value of the first field called `name` (any case), as bytes.
@@ -126,12 +143,14 @@ impl<'a> Headers<'a> {
     }
 
     /// All values of fields called `name` (any case), in order.
+    #[inline]
     pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
     where
         'a: 'n,
     {
         let head = self.head;
-        self.spans
+        let spans = if self.surely_lacks(&[name]) { &[] } else { self.spans };
+        spans
             .iter()
             .filter(move |s| {
                 head.get(s.name.0 as usize..s.name.1 as usize).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
@@ -287,5 +306,36 @@ impl<'a> Request<'a> {
     pub fn set_path(&mut self, path: &'a str) {
         self.path = path;
         self.path_bytes = path.as_bytes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_by_name_of_any_length_and_case() {
+        let long = "X-".repeat(40);
+        let fields = [("Host", "a"), ("If-None-Match", "\"t\""), ("Cache-Control", "no-cache"), (long.as_str(), "l")];
+        let mut head = Vec::new();
+        let mut spans = Vec::new();
+        for (name, value) in fields {
+            let n0 = head.len() as u32;
+            head.extend_from_slice(name.as_bytes());
+            let n1 = head.len() as u32;
+            head.extend_from_slice(value.as_bytes());
+            spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
+        }
+        let headers = Headers::new(&head, &spans);
+        assert_eq!(headers.get("host"), Some("a"));
+        assert_eq!(headers.get("IF-NONE-MATCH"), Some("\"t\""));
+        // Same length as a field that is there, different name.
+        assert_eq!(headers.get("cache-controX"), None);
+        assert_eq!(headers.get("cache-control"), Some("no-cache"));
+        assert_eq!(headers.get(&long.to_lowercase()), Some("l"));
+        assert_eq!(headers.get(&"X-".repeat(41)), None);
+        assert_eq!(headers.get("range"), None);
+        assert!(headers.surely_lacks(&["range", "if-match"]));
+        assert!(!headers.surely_lacks(&["range", "if-none-match"]));
     }
 }

@@ -67,6 +67,9 @@ pub(crate) enum Precondition {
 
 /// Evaluates the preconditions of a GET/HEAD in the order of RFC 9110 §13.2.2.
 pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
+    if headers.surely_lacks(&["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"]) {
+        return Precondition::Proceed;
+    }
     if let Some(list) = headers.get_bytes("if-match") {
         if !matches_any(list, v.etag(), true) {
             return Precondition::Failed;
