@@ -79,6 +79,12 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     crate::parse::find_head_end(buf, from)
 }
 
+/// Whether the connection parses `buf` as a head, having scanned up to `from`
+/// without finding an end before.
+pub fn holds_head(buf: &[u8], from: usize) -> bool {
+    crate::parse::holds_head(buf, from)
+}
+
 /// The status answered when a head is still incomplete after filling the buffer.
 pub fn incomplete_status(buf: &[u8]) -> u16 {
     crate::parse::incomplete_error(buf).status().code()

@@ -154,6 +154,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\nServer: spindle/"));
         assert!(text.contains("\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "));
         assert!(!text.contains("X-Bad"));
+        assert_eq!(text.matches("Content-Length").count(), 1, "a field the connection writes was let through");
         assert!(text.contains("\r\nConnection: close\r\n\r\n<!DOCTYPE html>"));
         assert_eq!((text.len() - head_len) as u64, page_len(Status::NOT_FOUND));
         assert!(text.contains("<title>404 Not Found</title>"));

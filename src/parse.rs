@@ -396,11 +396,18 @@ mod tests {
 
     #[test]
     fn holding_a_head_means_a_head_end_is_found() {
-        let batch = b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.0\nA: b\n\nHEAD / HTTP/1.1\r\n\r\n";
+        let batch =
+            b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.0\nA: b\n\nHEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n";
         for start in 0..batch.len() {
             for end in start..=batch.len() {
                 let buf = &batch[start..end];
-                assert_eq!(holds_head(buf, 0), find_head_end(buf, 0).is_some(), "{:?}", String::from_utf8_lossy(buf));
+                let complete = find_head_end(buf, 0).is_some();
+                // As the connection calls it: after an earlier read of `seen` bytes found
+                // no end, the scan resumes 3 bytes before where that one stopped.
+                for seen in (0..buf.len()).filter(|&seen| find_head_end(&buf[..seen], 0).is_none()) {
+                    let from = seen.saturating_sub(3);
+                    assert_eq!(holds_head(buf, from), complete, "{:?} from {from}", String::from_utf8_lossy(buf));
+                }
             }
         }
     }

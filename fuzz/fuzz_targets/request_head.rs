@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spindle::fuzz_api::{find_head_end, incomplete_status, parse_head, BodyFraming, Head};
+use spindle::fuzz_api::{find_head_end, holds_head, incomplete_status, parse_head, BodyFraming, Head};
 
 /// The server's default `max_header_bytes`.
 const MAX: usize = 8 * 1024;
@@ -102,7 +102,7 @@ fn server_reads(data: &[u8], cuts: &[usize]) -> Result<Option<Head>, u16> {
     let mut scanned = 0;
     for &end in cuts.iter().chain([&data.len()]) {
         let input = &data[..end];
-        if find_head_end(input, scanned).is_some() {
+        if holds_head(input, scanned) {
             match parse_head(input, MAX) {
                 Ok(None) => {}
                 done => return done,

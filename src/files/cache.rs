@@ -42,9 +42,9 @@ pub(crate) struct Entry {
     pub identity: Identity,
     pub contents: Arc<[u8]>,
     pub validators: Validators,
-    /// The header fields of a 200 for it (its type and validators), encoded once.
+    /// The header fields of a 200 for it (type, validators, cache fields), encoded once.
     pub ok_fields: Arc<SharedFields>,
-    /// The header fields of a 304 for it (its validators).
+    /// The header fields of a 304 for it (the same without the type).
     pub not_modified_fields: Arc<SharedFields>,
     /// When the identity was last found unchanged.
     pub checked: Stamp,

@@ -305,18 +305,20 @@ impl StaticFiles {
         let contents: Arc<[u8]> = contents.into();
         let mut file_path = path.to_vec();
         file_path.push(0);
-        // The fields every answer from the cache carries, in the order `serve` writes them.
-        let mut fields = Response::new(Status::OK);
-        fields.append_header(known::CONTENT_TYPE, content_type.clone());
-        self.file_headers(&mut fields, validators, None);
-        let (_, fields) = fields.fields();
+        // The fields answers from the cache carry, as `serve` writes them: a 200
+        // with the type first, a 304 without it.
+        let mut ok = Response::new(Status::OK);
+        ok.append_header(known::CONTENT_TYPE, content_type.clone());
+        self.file_headers(&mut ok, validators, None);
+        let mut not_modified = Response::new(Status(304));
+        self.file_headers(&mut not_modified, validators, None);
         let entry = cache::Entry {
             path: file_path.into(),
             identity,
             contents: contents.clone(),
             validators: validators.clone(),
-            ok_fields: SharedFields::new(fields),
-            not_modified_fields: SharedFields::new(&fields[1..]),
+            ok_fields: SharedFields::new(ok.fields().1),
+            not_modified_fields: SharedFields::new(not_modified.fields().1),
             checked: cache::Stamp::now(),
         };
         cache.borrow_mut().insert(&self.key.borrow(), entry);
