@@ -38,6 +38,12 @@ const POOL_SPARE_QUIET: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
 /// After this long without an event the server gives back memory held for speed.
 const QUIET_TRIM_MS: Millis = 1000;
+/// Events handled on one reading of the clock (a wakeup's first event reads it,
+/// then every this many): reading it per event showed in profiles of many
+/// keep-alive clients. Deadlines armed on an older reading are early by the time
+/// the events since took (typically a fraction of a millisecond, the clock's
+/// resolution).
+const EVENTS_PER_READING: u32 = 16;
 
 /// An HTTP/1.1 server that runs on a host's `mio::Poll`, answering requests with
 /// a [`Router`].
@@ -80,6 +86,9 @@ pub struct Server {
     next_pool_trim: Millis,
     /// When to give back memory unless another event comes first.
     quiet_trim_at: Option<Millis>,
+    /// Events that may still use the last reading of the clock: zero after each
+    /// wakeup (`handle_timeouts`), so the first event of the next reads it anew.
+    events_per_reading: u32,
     /// Graceful shutdown: everything still open is closed at this time.
     drain_deadline: Option<Millis>,
 }
@@ -133,6 +142,7 @@ impl Server {
             last_pressure_warning: [None; PRESSURE_KINDS],
             next_pool_trim: POOL_TRIM_MS,
             quiet_trim_at: None,
+            events_per_reading: 0,
             delays: BinaryHeap::new(),
             drain_deadline: None,
         }
@@ -190,7 +200,13 @@ impl Server {
     /// Handles one readiness event for a token this server [`owns`](Server::owns).
     /// Events for connections that have since closed are ignored.
     pub fn handle_event(&mut self, registry: &Registry, event: &Event) {
-        self.tick_busy();
+        match self.events_per_reading.checked_sub(1) {
+            Some(left) => self.events_per_reading = left,
+            None => {
+                self.tick_busy();
+                self.events_per_reading = EVENTS_PER_READING;
+            }
+        }
         let Some(index) = event.token().0.checked_sub(self.first_token) else { return };
         if index < LISTENER_TOKENS {
             self.accept_from(registry, index);
@@ -234,6 +250,7 @@ impl Server {
     /// Expires deadlines and resumes deferred work. Call after every wakeup.
     pub fn handle_timeouts(&mut self, registry: &Registry) {
         let now = self.tick();
+        self.events_per_reading = 0;
         for kind in Timers::ALL {
             while let Some(key) = self.timers.pop_expired(&mut self.conns, kind, now) {
                 let Some(conn) = self.conns.get_mut(key) else { continue };
