@@ -247,7 +247,8 @@ impl Server {
         Some(Duration::from_millis(next.saturating_sub(self.shared.clock.peek())))
     }
 
-    /// Expires deadlines and resumes deferred work. Call after every wakeup.
+    /// Expires deadlines and resumes deferred work. Call after every wakeup: it
+    /// also marks the end of one, so that the next event reads the clock anew.
     pub fn handle_timeouts(&mut self, registry: &Registry) {
         let now = self.tick();
         self.events_per_reading = 0;
