@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::files::{conditional, range, resolve};
-use crate::request::{HeaderSpan, Headers};
+use crate::request::with_headers;
 
 /// A range of the input buffer: `start..end`.
 pub type Span = (usize, usize);
@@ -261,18 +261,4 @@ impl Validators {
     pub fn if_range_allows(&self, headers: &[(&str, &[u8])]) -> bool {
         with_headers(headers, |h| conditional::if_range_allows(h, &self.0))
     }
-}
-
-/// Lays `fields` out as a request head's header fields and calls `f` with them.
-fn with_headers<T>(fields: &[(&str, &[u8])], f: impl FnOnce(&Headers<'_>) -> T) -> T {
-    let mut head = Vec::new();
-    let mut spans = Vec::with_capacity(fields.len());
-    for (name, value) in fields {
-        let n0 = head.len() as u32;
-        head.extend_from_slice(name.as_bytes());
-        let n1 = head.len() as u32;
-        head.extend_from_slice(value);
-        spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
-    }
-    f(&Headers::new(&head, &spans))
 }

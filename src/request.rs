@@ -119,6 +119,26 @@ fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
 
+/// The bytes of `head` in `range` (a name's or a value's), empty if out of bounds.
+fn part(head: &[u8], (start, end): (u32, u32)) -> &[u8] {
+    head.get(start as usize..end as usize).unwrap_or_default()
+}
+
+/// Lays `fields` out as a request head's header fields and calls `f` with them
+/// (for the fuzzing API and tests).
+pub(crate) fn with_headers<T>(fields: &[(&str, &[u8])], f: impl FnOnce(&Headers<'_>) -> T) -> T {
+    let mut head = Vec::new();
+    let mut spans = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let n0 = head.len() as u32;
+        head.extend_from_slice(name.as_bytes());
+        let n1 = head.len() as u32;
+        head.extend_from_slice(value);
+        spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
+    }
+    f(&Headers::new(&head, &spans))
+}
+
 impl<'a> Headers<'a> {
     pub(crate) fn new(head: &'a [u8], spans: &'a [HeaderSpan]) -> Headers<'a> {
         let name_lengths = spans.iter().fold(0, |bits, s| bits | length_bit(s.name.1.wrapping_sub(s.name.0) as usize));
@@ -152,20 +172,16 @@ impl<'a> Headers<'a> {
         let spans = if self.surely_lacks(&[name]) { &[] } else { self.spans };
         spans
             .iter()
-            .filter(move |s| {
-                head.get(s.name.0 as usize..s.name.1 as usize).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-            })
-            .map(move |s| head.get(s.value.0 as usize..s.value.1 as usize).unwrap_or_default())
+            .filter(move |s| part(head, s.name).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |s| part(head, s.value))
     }
 
     /// Every field as (name, value), in the order received.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let head = self.head;
         self.spans.iter().map(move |s| {
-            let name = head.get(s.name.0 as usize..s.name.1 as usize).unwrap_or_default();
-            let value = head.get(s.value.0 as usize..s.value.1 as usize).unwrap_or_default();
             // Header names passed httparse's token check, so they are ASCII.
-            (std::str::from_utf8(name).unwrap_or_default(), value)
+            (std::str::from_utf8(part(head, s.name)).unwrap_or_default(), part(head, s.value))
         })
     }
 
@@ -316,26 +332,19 @@ mod tests {
     #[test]
     fn lookups_by_name_of_any_length_and_case() {
         let long = "X-".repeat(40);
-        let fields = [("Host", "a"), ("If-None-Match", "\"t\""), ("Cache-Control", "no-cache"), (long.as_str(), "l")];
-        let mut head = Vec::new();
-        let mut spans = Vec::new();
-        for (name, value) in fields {
-            let n0 = head.len() as u32;
-            head.extend_from_slice(name.as_bytes());
-            let n1 = head.len() as u32;
-            head.extend_from_slice(value.as_bytes());
-            spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
-        }
-        let headers = Headers::new(&head, &spans);
-        assert_eq!(headers.get("host"), Some("a"));
-        assert_eq!(headers.get("IF-NONE-MATCH"), Some("\"t\""));
-        // Same length as a field that is there, different name.
-        assert_eq!(headers.get("cache-controX"), None);
-        assert_eq!(headers.get("cache-control"), Some("no-cache"));
-        assert_eq!(headers.get(&long.to_lowercase()), Some("l"));
-        assert_eq!(headers.get(&"X-".repeat(41)), None);
-        assert_eq!(headers.get("range"), None);
-        assert!(headers.surely_lacks(&["range", "if-match"]));
-        assert!(!headers.surely_lacks(&["range", "if-none-match"]));
+        let fields: [(&str, &[u8]); 4] =
+            [("Host", b"a"), ("If-None-Match", b"\"t\""), ("Cache-Control", b"no-cache"), (&long, b"l")];
+        with_headers(&fields, |headers| {
+            assert_eq!(headers.get("host"), Some("a"));
+            assert_eq!(headers.get("IF-NONE-MATCH"), Some("\"t\""));
+            // Same length as a field that is there, different name.
+            assert_eq!(headers.get("cache-controX"), None);
+            assert_eq!(headers.get("cache-control"), Some("no-cache"));
+            assert_eq!(headers.get(&long.to_lowercase()), Some("l"));
+            assert_eq!(headers.get(&"X-".repeat(41)), None);
+            assert_eq!(headers.get("range"), None);
+            assert!(headers.surely_lacks(&["range", "if-match"]));
+            assert!(!headers.surely_lacks(&["range", "if-none-match"]));
+        });
     }
 }

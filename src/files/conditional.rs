@@ -134,21 +134,12 @@ fn secs(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::HeaderSpan;
 
     /// Headers from `Name: value` lines.
     fn with_headers(lines: &[&str], f: impl FnOnce(&Headers<'_>)) {
-        let mut head = Vec::new();
-        let mut spans = Vec::new();
-        for line in lines {
-            let (name, value) = line.split_once(": ").unwrap();
-            let n0 = head.len() as u32;
-            head.extend_from_slice(name.as_bytes());
-            let n1 = head.len() as u32;
-            head.extend_from_slice(value.as_bytes());
-            spans.push(HeaderSpan { name: (n0, n1), value: (n1, head.len() as u32) });
-        }
-        f(&Headers::new(&head, &spans));
+        let fields: Vec<(&str, &[u8])> =
+            lines.iter().map(|line| line.split_once(": ").map(|(n, v)| (n, v.as_bytes())).unwrap()).collect();
+        crate::request::with_headers(&fields, f)
     }
 
     fn v() -> Validators {
