@@ -472,10 +472,11 @@ impl Response {
         self.shared.iter().flat_map(|s| s.fields.iter()).chain(self.headers.iter())
     }
 
-    /// Gives the response `fields` (shared with other responses) ahead of its
-    /// own; replaces fields shared before.
-    pub(crate) fn share_fields(&mut self, fields: Arc<SharedFields>) {
-        self.shared = Some(fields);
+    /// A response with `status`, `fields` shared with other responses, none of
+    /// its own, and `body`. Inlined, so that it is built where it is returned to.
+    #[inline]
+    pub(crate) fn shared(status: Status, fields: Arc<SharedFields>, body: Body) -> Response {
+        Response { status, shared: Some(fields), headers: SmallVec::new(), body, close: false, delay: None }
     }
 
     /// Makes the shared fields the response's own, so that they can be changed.

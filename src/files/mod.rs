@@ -235,11 +235,10 @@ impl StaticFiles {
         response
     }
 
-    /// Answers from the open-file cache, into `response` (fresh: 200, no fields),
-    /// when the request is for a cached file that has not changed and wants its
-    /// identity representation whole; `Some` when it did. (Filled in place: a
-    /// `Response` is large, and returning one through an `Option` copied it twice.)
-    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8], response: &mut Response) -> Option<()> {
+    /// The answer from the open-file cache when the request is for a cached file
+    /// that has not changed and wants its identity representation whole. Small,
+    /// so that handing it out copies no `Response`.
+    fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Cached> {
         let mut key = self.key.borrow_mut();
         key.clear();
         let cache = self.cache.as_ref()?;
@@ -266,21 +265,11 @@ impl StaticFiles {
             }
             entry.checked = cache::Stamp::now();
         }
-        match conditional::evaluate(&headers, &entry.validators) {
-            Precondition::Failed => {
-                *response = Response::status(Status(412));
-                return Some(());
-            }
-            Precondition::NotModified => {
-                response.set_status(Status(304));
-                response.share_fields(entry.not_modified_fields.clone());
-            }
-            Precondition::Proceed => {
-                response.share_fields(entry.ok_fields.clone());
-                response.set_body(Body::Shared(entry.contents.clone()));
-            }
-        }
-        Some(())
+        Some(match conditional::evaluate(&headers, &entry.validators) {
+            Precondition::Failed => Cached::PreconditionFailed,
+            Precondition::NotModified => Cached::NotModified(entry.not_modified_fields.clone()),
+            Precondition::Proceed => Cached::Whole(entry.ok_fields.clone(), entry.contents.clone()),
+        })
     }
 
     /// Reads a small file into the open-file cache (under the key `answer_from_cache` left)
@@ -429,9 +418,13 @@ impl Handler for StaticFiles {
             return Response::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", "GET, HEAD");
         }
         let path = req.mounted_path_bytes();
-        let mut response = Response::new(Status::OK);
-        if self.answer_from_cache(req, path, &mut response).is_some() {
-            return response;
+        if let Some(answer) = self.answer_from_cache(req, path) {
+            // Built in place of the return value.
+            return match answer {
+                Cached::PreconditionFailed => Response::status(Status(412)),
+                Cached::NotModified(fields) => Response::shared(Status(304), fields, Body::Empty),
+                Cached::Whole(fields, contents) => Response::shared(Status::OK, fields, Body::Shared(contents)),
+            };
         }
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
         // when this request may not be cached.
@@ -478,6 +471,15 @@ impl Handler for StaticFiles {
             }
         }
     }
+}
+
+/// What the open-file cache answers.
+enum Cached {
+    PreconditionFailed,
+    /// 304, with these fields.
+    NotModified(Arc<SharedFields>),
+    /// 200, with these fields and contents.
+    Whole(Arc<SharedFields>, Arc<[u8]>),
 }
 
 /// A multipart boundary unlikely to occur in the file: derived from its validators.

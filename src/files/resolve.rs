@@ -247,14 +247,8 @@ fn cstring(bytes: &[u8]) -> io::Result<std::ffi::CString> {
 /// or `..` segments). Refuses NUL bytes, backslashes, dotfiles and any `..` that
 /// would climb above the root. Returns whether the path ends with a slash.
 pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
-    // Most paths are normal already: no empty, `.`, `..` or dot segment (no `/`
-    // followed by `/` or `.`), nothing refused. Those are copied in one piece.
-    let (mut unusual, mut prev) = (path.first() != Some(&b'/'), 0);
-    for &b in path {
-        unusual |= b == 0 || b == b'\\' || (prev == b'/' && (b == b'/' || b == b'.'));
-        prev = b;
-    }
-    if !unusual {
+    // Most paths are normal already: those are copied in one piece.
+    if already_normal(path) {
         out.clear();
         let rest = path.get(1..).unwrap_or_default();
         let trailing_slash = rest.is_empty() || rest.ends_with(b"/");
@@ -262,6 +256,35 @@ pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileErro
         return Ok(trailing_slash);
     }
     normalize_segments(path, out)
+}
+
+/// Whether `normalize` has nothing to do for `path` but drop its leading slash:
+/// it starts with `/` and has no empty, `.`, `..` or dot segment (no `/` followed
+/// by `/` or `.`) and no byte refused. One table lookup per byte.
+fn already_normal(path: &[u8]) -> bool {
+    // What each byte is: refused anywhere, a slash, or refused right after a slash.
+    const REFUSED: u8 = 1;
+    const SLASH: u8 = 2;
+    const NOT_AFTER_SLASH: u8 = 4;
+    const CLASS: [u8; 256] = {
+        let mut class = [0; 256];
+        class[0] = REFUSED;
+        class[b'\\' as usize] = REFUSED;
+        class[b'/' as usize] = SLASH | NOT_AFTER_SLASH;
+        class[b'.' as usize] = NOT_AFTER_SLASH;
+        class
+    };
+    if path.first() != Some(&b'/') {
+        return false;
+    }
+    // `after_slash` is NOT_AFTER_SLASH when the previous byte was a slash.
+    let (mut bad, mut after_slash) = (0, 0);
+    for &b in path {
+        let class = CLASS[usize::from(b)];
+        bad |= class & (REFUSED | after_slash);
+        after_slash = (class & SLASH) << 1;
+    }
+    bad == 0
 }
 
 /// [`normalize`], segment by segment.
@@ -370,8 +393,9 @@ mod tests {
     }
 
     #[test]
-    fn the_one_piece_copy_agrees_with_the_segment_walk() {
-        let alphabet = [b'/', b'.', b'a', b'\\', 0];
+    fn the_one_piece_copy_agrees_with_the_segment_walk_for_every_short_path() {
+        // 0xaf is `/` with the high bit set: the check must not take it for one.
+        let alphabet = [b'/', b'.', b'a', b'\\', 0, 0xaf];
         let mut paths: Vec<Vec<u8>> = vec![Vec::new()];
         for _ in 0..6 {
             let longer: Vec<Vec<u8>> = paths
@@ -381,8 +405,13 @@ mod tests {
                 .collect();
             paths.extend(longer);
         }
+        // The same behind longer prefixes.
+        let prefixed: Vec<Vec<u8>> = [&b"/abcde"[..], b"/abcdefghijkl"]
+            .iter()
+            .flat_map(|prefix| paths.iter().map(move |p| [*prefix, p.as_slice()].concat()))
+            .collect();
         let (mut fast, mut walked) = (Vec::new(), Vec::new());
-        for path in &paths {
+        for path in paths.iter().chain(&prefixed) {
             let a = normalize(path, &mut fast).map_err(|e| e.status());
             let b = normalize_segments(path, &mut walked).map_err(|e| e.status());
             assert_eq!(a, b, "{:?}", String::from_utf8_lossy(path));
