@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 
-use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use spindle::Config;
@@ -71,55 +71,15 @@ fn check_common(r: &Response) {
     assert!(len.parse::<u64>().is_ok(), "Content-Length {len:?}");
 }
 
-/// One client connection; responses are read through a buffer, every read bounded.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr) -> Client {
-        let s = connect(addr);
-        s.set_nodelay(true).unwrap();
-        Client { reader: BufReader::new(s) }
-    }
-
-    fn send(&mut self, raw: impl AsRef<[u8]>) {
-        self.reader.get_mut().write_all(raw.as_ref()).expect("sending request");
-    }
-
-    /// Reads one response to a non-HEAD request and checks its common headers.
-    fn recv(&mut self) -> Response {
-        let r = read_response(&mut self.reader, false);
-        check_common(&r);
-        r
-    }
-
-    /// Reads one response to a HEAD request (no body).
-    fn recv_head(&mut self) -> Response {
-        let r = read_response(&mut self.reader, true);
-        check_common(&r);
-        r
-    }
-
-    fn exchange(&mut self, raw: impl AsRef<[u8]>) -> Response {
-        self.send(raw);
-        self.recv()
-    }
-
-    /// Asserts the server closes the connection with nothing more sent.
-    fn expect_eof(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.is_empty(), "bytes after the last response: {:?}", String::from_utf8_lossy(&rest)),
-            Err(e) => panic!("expected the server to close the connection, got {e} (after {rest:?})"),
-        }
-    }
+/// A client that checks the fields every response must have.
+fn client(addr: SocketAddr) -> Client {
+    Client::new(addr).checking(check_common)
 }
 
 /// Sends `raw` on a new connection, expects one response with `Connection: close`,
 /// then the server closing the connection.
 fn exchange_and_close(addr: SocketAddr, raw: &[u8]) -> Response {
-    let mut c = Client::new(addr);
+    let mut c = client(addr);
     c.send(raw);
     let r = c.recv();
     assert_eq!(connection(&r).as_deref(), Some("close"), "{:?} -> {r:?}", String::from_utf8_lossy(raw));
@@ -265,7 +225,7 @@ fn garbage(rng: &mut Rng) -> Vec<u8> {
 fn http11_connection_persists_by_default() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     for path in ["/", "/style.css", "/sub/page.txt", "/missing", "/style.css"] {
         let r = c.exchange(get_req(path));
         assert_serves(&r, path);
@@ -279,7 +239,7 @@ fn http11_connection_persists_by_default() {
 fn connection_close_from_client_closes_after_the_response() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     assert_serves(&c.exchange(get_req("/sub/page.txt")), "/sub/page.txt");
     let r = c.exchange(get_close("/style.css"));
     assert_serves(&r, "/style.css");
@@ -303,7 +263,7 @@ fn http10_closes_unless_keep_alive_is_asked_for() {
     let r = exchange_and_close(server.addr, b"GET /style.css HTTP/1.0\r\n\r\n");
     assert_serves(&r, "/style.css");
 
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let r = c.exchange("GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_serves(&r, "/style.css");
     assert_eq!(connection(&r).as_deref(), Some("keep-alive"), "{r:?}");
@@ -339,7 +299,7 @@ fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
     for (i, path) in paths.iter().enumerate() {
         batch.push_str(&if i + 1 == paths.len() { get_close(path) } else { get_req(path) });
     }
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(&batch);
     for path in paths {
         assert_serves(&c.recv(), path);
@@ -359,7 +319,7 @@ fn pipelined_batch_split_anywhere_is_completed_by_the_next_write() {
         ends.push(ends.last().copied().unwrap_or(0) + r.len());
     }
     for split in 1..batch.len() {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(&batch[..split]);
         // Answers to the requests that are complete arrive before the rest is sent.
         let complete = ends.iter().filter(|&&e| e <= split).count();
@@ -378,7 +338,7 @@ fn pipelined_batch_split_anywhere_is_completed_by_the_next_write() {
 fn pipelined_requests_after_connection_close_are_not_answered() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(get_req("/") + &get_close("/style.css") + &get_req("/missing") + &get_req("/sub/page.txt"));
     assert_serves(&c.recv(), "/");
     let r = c.recv();
@@ -391,7 +351,7 @@ fn pipelined_requests_after_connection_close_are_not_answered() {
 fn pipelined_requests_after_a_malformed_one_are_not_answered() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(get_req("/style.css") + "GET / HTTP/1.1\r\nHost: test\r\nNo colon here\r\n\r\n" + &get_req("/"));
     assert_serves(&c.recv(), "/style.css");
     let r = c.recv();
@@ -412,7 +372,7 @@ fn two_hundred_pipelined_requests_in_one_write() {
         batch.push_str(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: {connection}\r\n\r\n"));
     }
     assert!(batch.len() > 8192, "the batch should exceed one read buffer");
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(&batch);
     for (i, path) in paths.iter().enumerate() {
         let r = c.recv();
@@ -434,7 +394,7 @@ fn pipelined_responses_larger_than_the_write_buffer_stay_in_order() {
     let zero = Config { send_budget: 0, send_lowat: 0, ..Config::default() };
     for config in [Config::default(), small, zero] {
         let server = TestServer::start(root.path(), config.clone());
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(
             get_req("/big.bin")
                 + &get_req("/style.css")
@@ -461,7 +421,7 @@ fn pipelined_responses_larger_than_the_write_buffer_stay_in_order() {
 fn empty_lines_before_a_request_line_are_ignored() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send("\r\n".to_string() + &get_req("/style.css") + "\r\n" + &get_close("/sub/page.txt"));
     assert_serves(&c.recv(), "/style.css");
     assert_serves(&c.recv(), "/sub/page.txt");
@@ -474,7 +434,7 @@ fn empty_lines_before_a_request_line_are_ignored() {
 fn head_has_the_headers_of_get_and_no_body() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let mut batch = String::new();
     for path in ["/style.css", "/missing", "/"] {
         batch.push_str(&format!("HEAD {path} HTTP/1.1\r\nHost: test\r\n\r\n"));
@@ -508,15 +468,14 @@ fn head_of_a_refused_request_gets_no_body() {
         b"HEAD /style.css HTTP/1.1\r\nHost: test\r\nExpect: something-else\r\n\r\n",
         b"HEAD /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: -1\r\n\r\n",
     ] {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(raw);
         let r = c.recv_head();
         assert!(r.status >= 400, "{r:?}");
         assert_ne!(r.header("content-length"), Some("0"), "Content-Length should be the page's, as for GET");
         assert_eq!(connection(&r).as_deref(), Some("close"));
         // RFC 9110 §9.3.2: no content in a response to HEAD, whatever the status.
-        let (rest, end) = read_until_end(c.reader.get_mut());
-        let rest = [c.reader.buffer(), &rest[..]].concat();
+        let (rest, end) = c.rest();
         assert!(
             rest.is_empty(),
             "{:?} -> {}: body sent after the head: {:?}",
@@ -581,7 +540,7 @@ fn host_is_required_once_in_http11_and_optional_in_http10() {
 fn valid_head_syntax_variants_are_accepted() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     for raw in [
         &b"GET /style.css HTTP/1.1\r\nhOsT: test\r\n\r\n"[..],
         b"GET /style.css HTTP/1.1\r\nHost:test\r\n\r\n",
@@ -604,7 +563,7 @@ fn valid_head_syntax_variants_are_accepted() {
 fn absolute_form_target_is_served_by_its_path() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let r = c.exchange("GET http://example.com/style.css HTTP/1.1\r\nHost: example.com\r\n\r\n");
     assert_serves(&r, "/style.css");
     assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
@@ -619,7 +578,7 @@ fn absolute_form_target_is_served_by_its_path() {
 fn query_string_is_ignored_for_files() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     for (target, path) in [
         ("/style.css?v=1", "/style.css"),
         ("/style.css?", "/style.css"),
@@ -635,7 +594,7 @@ fn query_string_is_ignored_for_files() {
 fn percent_decoding_happens_exactly_once() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     assert_serves(&c.exchange(get_req("/sub/page%2etxt")), "/sub/page.txt");
     assert_serves(&c.exchange(get_req("/%73tyle.css")), "/style.css");
     assert_serves(&c.exchange(get_req("/%73%74%79%6C%65%2E%63%73%73")), "/style.css");
@@ -643,7 +602,7 @@ fn percent_decoding_happens_exactly_once() {
     let r = c.exchange(get_req("/style%252ecss"));
     assert_eq!(r.status, 404, "{r:?}");
     for bad in ["/%zz", "/style.css%", "/style.css%2", "/%g0.css"] {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         let r = c.exchange(get_close(bad));
         assert_error_page(&r, 400);
         c.expect_eof();
@@ -658,7 +617,7 @@ fn unused_content_length_body_is_skipped_not_parsed() {
     let server = TestServer::with_root(root.path());
     let smuggled = "GET /missing HTTP/1.1\r\nHost: test\r\n\r\n";
     for (method, status) in [("GET", 200), ("POST", 405), ("HEAD", 200)] {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         let first =
             format!("{method} / HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len());
         c.send(first + &get_close("/style.css"));
@@ -673,7 +632,7 @@ fn unused_content_length_body_is_skipped_not_parsed() {
         c.expect_eof();
     }
     // The spec's example: a 20-byte body that starts like a request line.
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(
         "GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nGET /missing HTTP/1.".to_string()
             + &get_close("/sub/page.txt"),
@@ -694,7 +653,7 @@ fn unused_chunked_body_is_skipped_not_parsed() {
         + "X-Trailer: GET /missing HTTP/1.1\r\n"
         + "\r\n";
     for (method, status) in [("GET", 200), ("POST", 405)] {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(format!("{method} / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{body}"));
         c.send(get_close("/style.css"));
         assert_eq!(c.recv().status, status, "{method}");
@@ -715,7 +674,7 @@ fn unused_body_arriving_in_several_writes_is_skipped() {
     ];
     for (head, body) in cases {
         for piece in [1, 3, 7, 16] {
-            let mut c = Client::new(server.addr);
+            let mut c = client(server.addr);
             // The body is read (in pieces) before the request is answered.
             c.send(&head);
             for part in body.as_bytes().chunks(piece) {
@@ -736,7 +695,7 @@ fn unused_large_body_is_never_parsed_as_requests() {
     let server = TestServer::with_root(root.path());
     let smuggled = "GET /missing HTTP/1.1\r\nHost: test\r\n\r\n".repeat(100);
     let declared = 2_000_000;
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(format!("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {declared}\r\n\r\n{smuggled}"));
     // Over the 1 MiB body limit: refused before it is read, and the connection closed.
     let r = c.recv();
@@ -750,13 +709,12 @@ fn bad_chunked_body_ends_the_connection_without_answering_what_follows() {
     let root = site();
     let server = TestServer::with_root(root.path());
     for bad in ["zz\r\n", "5\r\nhelloX\r\n", "ffffffffffffffffffff\r\n", "5\nhello\r\n0\r\n\r\n"] {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(format!("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{bad}"));
         c.send(get_req("/missing") + &get_req("/style.css"));
         // An error for the broken body, never an answer to the requests after it.
         assert_error_page(&c.recv(), 400);
-        let (rest, end) = read_until_end(c.reader.get_mut());
-        let rest = [c.reader.buffer(), &rest[..]].concat();
+        let (rest, end) = c.rest();
         assert_eq!(end, End::Eof, "{bad:?}: connection not closed");
         assert!(rest.is_empty(), "{bad:?}: more after the 400: {:?}", String::from_utf8_lossy(&rest));
     }
@@ -766,7 +724,7 @@ fn bad_chunked_body_ends_the_connection_without_answering_what_follows() {
 fn expect_100_continue_is_not_an_error() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let r = c.exchange("GET /style.css HTTP/1.1\r\nHost: test\r\nExpect: 100-Continue\r\n\r\n");
     assert_serves(&r, "/style.css");
     assert_serves(&c.exchange(get_close("/")), "/");
@@ -806,7 +764,7 @@ fn pipelined_requests_with_unused_bodies_in_one_write() {
     batch += &get_close("/");
     expect.push(200);
     assert!(batch.len() > 2 * 8192, "the batch should span several read buffers: {}", batch.len());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     c.send(&batch);
     for (i, status) in expect.iter().enumerate() {
         let r = c.recv();
@@ -822,7 +780,7 @@ fn protocol_errors_get_an_html_page_and_the_connection_closed() {
     let root = site();
     let server = TestServer::with_root(root.path());
     // A client that was there before the errors, and must be served after them.
-    let mut bystander = Client::new(server.addr);
+    let mut bystander = client(server.addr);
     assert_serves(&bystander.exchange(get_req("/")), "/");
 
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: test\r\n\r\n", "a".repeat(9000));
@@ -871,7 +829,7 @@ fn protocol_errors_get_an_html_page_and_the_connection_closed() {
         ("too many fields", too_many.into_bytes(), 431),
     ];
     for (name, raw, status) in &cases {
-        let mut c = Client::new(server.addr);
+        let mut c = client(server.addr);
         c.send(raw);
         let r = c.recv();
         assert_eq!(r.status, *status, "{name}: {r:?}");
@@ -889,7 +847,7 @@ fn protocol_errors_get_an_html_page_and_the_connection_closed() {
 fn unknown_method_gets_501() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let r = c.exchange("FOO / HTTP/1.1\r\nHost: test\r\n\r\n");
     assert_error_page(&r, 501);
     if connection(&r).as_deref() == Some("close") {
@@ -899,7 +857,7 @@ fn unknown_method_gets_501() {
         c.expect_eof();
     }
     // Methods are case-sensitive: "get" is not GET.
-    let mut c = Client::new(server.addr);
+    let mut c = client(server.addr);
     let r = c.exchange("get / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     assert_error_page(&r, 501);
     c.expect_eof();
@@ -952,7 +910,7 @@ fn garbage_never_kills_the_server() {
 fn clients_leaving_mid_request_do_not_disturb_the_server() {
     let root = site();
     let server = TestServer::with_root(root.path());
-    let mut steady = Client::new(server.addr);
+    let mut steady = client(server.addr);
     assert_serves(&steady.exchange(get_req("/")), "/");
 
     // Half a request line, then gone.

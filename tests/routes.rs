@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::collections::HashMap;
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
@@ -43,57 +43,6 @@ fn get_req(path: &str) -> String {
 /// A request of `method` for `path` with `Host`; the connection persists.
 fn req(method: &str, path: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
-
-/// One persistent client connection; every read is bounded by the socket timeout.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr) -> Client {
-        Client::from_stream(connect(addr))
-    }
-
-    fn from_stream(s: TcpStream) -> Client {
-        s.set_nodelay(true).unwrap();
-        Client { reader: BufReader::new(s) }
-    }
-
-    fn send(&mut self, raw: impl AsRef<[u8]>) {
-        self.reader.get_mut().write_all(raw.as_ref()).expect("sending request");
-    }
-
-    fn recv(&mut self) -> Response {
-        read_response(&mut self.reader, false)
-    }
-
-    fn recv_head(&mut self) -> Response {
-        read_response(&mut self.reader, true)
-    }
-
-    fn recv_head_after_sending(&mut self, raw: impl AsRef<[u8]>) -> Response {
-        self.send(raw);
-        self.recv_head()
-    }
-
-    fn exchange(&mut self, raw: impl AsRef<[u8]>) -> Response {
-        self.send(raw);
-        self.recv()
-    }
-
-    fn get(&mut self, path: &str) -> Response {
-        self.exchange(get_req(path))
-    }
-
-    /// Asserts the server closes the connection with nothing more sent.
-    fn expect_eof(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.is_empty(), "bytes after the last response: {:?}", String::from_utf8_lossy(&rest)),
-            Err(e) => panic!("expected the server to close the connection, got {e} (after {rest:?})"),
-        }
-    }
 }
 
 /// Sends `raw` on a new connection and returns every byte until the server closes it.
@@ -253,7 +202,7 @@ fn other_methods_on_a_routed_path_get_405_with_allow() {
     let r = c.exchange(req("GET", "/only-post"));
     assert_error_page(&r, 405);
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
-    let r = c.recv_head_after_sending(req("HEAD", "/only-post"));
+    let r = c.exchange_head(req("HEAD", "/only-post"));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
     // Sanity: the routes themselves and the fallback still answer.
@@ -268,7 +217,7 @@ fn head_is_answered_automatically_for_get_routes() {
     let get = c.get("/thing");
     assert_eq!(get.status, 200);
     assert_eq!(get.text(), "thing body");
-    let head = c.recv_head_after_sending(req("HEAD", "/thing"));
+    let head = c.exchange_head(req("HEAD", "/thing"));
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.header("content-length"), Some("10"), "HEAD must carry the GET body's length: {head:?}");
     let strip = |r: &Response| -> Vec<(String, String)> {
@@ -1177,9 +1126,9 @@ fn host_loop_runs_the_server_timers_through_poll_timeout() {
     let mut c = Client::new(host.http);
     assert_eq!(c.get("/hello").status, 200);
     let started = Instant::now();
-    let (rest, eof) = read_to_end(c.reader.get_mut());
+    let (rest, end) = c.rest();
     let waited = started.elapsed();
-    assert!(eof && rest.is_empty(), "idle connection not closed cleanly: eof {eof}, {:?}", lossy(&rest));
+    assert!(end == End::Eof && rest.is_empty(), "idle connection not closed cleanly: {end:?}, {:?}", lossy(&rest));
     assert!(waited >= ms(200), "closed after {waited:?}, before the idle timeout");
     assert!(waited < ms(5000), "idle timeout took {waited:?}: the host did not honour poll_timeout");
 }

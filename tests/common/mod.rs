@@ -213,6 +213,96 @@ impl Response {
     }
 }
 
+/// One persistent client connection (TCP_NODELAY): responses are read through a
+/// buffer, every read bounded by the socket's timeout.
+pub struct Client {
+    /// The connection, read through a buffer.
+    pub reader: BufReader<TcpStream>,
+    /// Run on every response read: a test file's checks common to all responses.
+    check: fn(&Response),
+}
+
+impl Client {
+    /// Connects to `addr`.
+    pub fn new(addr: SocketAddr) -> Client {
+        Client::from_stream(connect(addr))
+    }
+
+    /// A client on the connected `stream`.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).unwrap();
+        Client { reader: BufReader::new(stream), check: |_| {} }
+    }
+
+    /// Runs `check` on every response read from now on.
+    pub fn checking(mut self, check: fn(&Response)) -> Client {
+        self.check = check;
+        self
+    }
+
+    /// The socket.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+
+    /// Sends `raw` as is.
+    pub fn send(&mut self, raw: impl AsRef<[u8]>) {
+        self.stream().write_all(raw.as_ref()).expect("sending request");
+    }
+
+    /// Reads one response to a request other than HEAD.
+    #[track_caller]
+    pub fn recv(&mut self) -> Response {
+        let r = read_response(&mut self.reader, false);
+        (self.check)(&r);
+        r
+    }
+
+    /// Reads one response to a HEAD request (no body).
+    #[track_caller]
+    pub fn recv_head(&mut self) -> Response {
+        let r = read_response(&mut self.reader, true);
+        (self.check)(&r);
+        r
+    }
+
+    /// Sends `raw` and reads one response.
+    #[track_caller]
+    pub fn exchange(&mut self, raw: impl AsRef<[u8]>) -> Response {
+        self.send(raw);
+        self.recv()
+    }
+
+    /// Sends `raw` (a HEAD request) and reads one response without a body.
+    #[track_caller]
+    pub fn exchange_head(&mut self, raw: impl AsRef<[u8]>) -> Response {
+        self.send(raw);
+        self.recv_head()
+    }
+
+    /// `GET path` on this connection, kept alive.
+    #[track_caller]
+    pub fn get(&mut self, path: &str) -> Response {
+        self.exchange(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+    }
+
+    /// Everything still to come (buffered or not) until the connection ends.
+    pub fn rest(&mut self) -> (Vec<u8>, End) {
+        let buffered = self.reader.buffer().to_vec();
+        self.reader.consume(buffered.len());
+        let (more, end) = read_until_end(self.stream());
+        ([buffered, more].concat(), end)
+    }
+
+    /// Asserts that the server closes the connection with nothing more sent.
+    #[track_caller]
+    pub fn expect_eof(&mut self) {
+        let (rest, end) = self.rest();
+        assert!(rest.is_empty(), "bytes after the last response: {:?}", String::from_utf8_lossy(&rest));
+        assert_eq!(end, End::Eof, "the server did not close the connection");
+    }
+}
+
 /// Reads one response from `r`. `head_request`: the request was HEAD (no body follows).
 /// Panics on timeout, EOF before a complete response, or a response without framing.
 pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> Response {
