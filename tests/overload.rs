@@ -777,3 +777,39 @@ fn out_of_file_descriptors_a_new_client_is_answered_or_refused_promptly() {
     );
     drop(clients);
 }
+
+#[test]
+fn out_of_file_descriptors_a_file_that_cannot_be_opened_is_answered_503_and_logged() {
+    let _serial = serial();
+    let (p, _root) = start_with_few_fds(&["--idle-timeout", "30", "--header-timeout", "30"]);
+    let addr = p.addr();
+    let pid = p.child.id();
+    // Accepted while descriptors are left, in the middle of a request for a file
+    // too big for the file cache (answering it opens the file).
+    let mut asking = connect(addr);
+    asking.write_all(b"GET /big.bin HTTP/1.1\r\nHost: late\r\n").unwrap();
+    // Every other descriptor held by a busy connection.
+    let busy: Vec<_> = (0..FD_LIMIT as usize).map(|_| busy_connection(addr)).collect();
+    assert!(
+        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT),
+        "not saturated: {} fds of {FD_LIMIT}",
+        fd_count(pid)
+    );
+    for _ in 0..3 {
+        asking.write_all(b"\r\n").unwrap();
+        let r = read_response(&mut BufReader::new(&asking), false);
+        assert_error_page(&r, 503);
+        asking.write_all(b"GET /big.bin HTTP/1.1\r\nHost: late\r\n").unwrap();
+    }
+    let stderr = p.stderr();
+    let warned = assert_pressure_rate_limited(&stderr, "out of file descriptors opening \"big.bin\"; answering 503");
+    assert!(warned >= 1, "the 503s were not logged:\n{stderr}");
+    let errors = error_lines(&stderr);
+    assert!(errors.is_empty(), "errors logged while out of descriptors:\n{}", errors.join("\n"));
+    // With descriptors back, the same connection is served.
+    drop(busy);
+    assert!(wait_for(PROMPT, || fd_count(pid) as u64 <= FD_LIMIT / 2), "descriptors not released: {}", fd_count(pid));
+    asking.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut BufReader::new(&asking), false);
+    assert_eq!((r.status, r.body.len()), (200, 1 << 20));
+}

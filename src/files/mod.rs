@@ -9,7 +9,7 @@ mod listing;
 pub(crate) mod range;
 pub(crate) mod resolve;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -68,6 +68,8 @@ pub struct StaticFiles {
     cache_control: Option<Arc<str>>,
     error_pages: Vec<(Status, PathBuf)>,
     spa_fallback: Option<Vec<u8>>,
+    /// When running out of file descriptors was last logged.
+    exhausted_logged: Cell<Option<cache::Stamp>>,
 }
 
 impl StaticFiles {
@@ -88,6 +90,7 @@ impl StaticFiles {
             cache_control: None,
             error_pages: Vec::new(),
             spa_fallback: None,
+            exhausted_logged: Cell::new(None),
         })
     }
 
@@ -142,6 +145,16 @@ impl StaticFiles {
     pub fn spa_fallback(mut self, file: &str) -> StaticFiles {
         self.spa_fallback = Some(file.trim_start_matches('/').as_bytes().to_vec());
         self
+    }
+
+    /// Logs a 503 for want of file descriptors, at most once a second: under
+    /// that pressure every request may fail the same way.
+    fn log_exhausted(&self, req: &Request<'_>, path: &[u8]) {
+        if self.exhausted_logged.get().is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            self.exhausted_logged.set(Some(cache::Stamp::now()));
+            let path = String::from_utf8_lossy(path);
+            log::warn!("{}: out of file descriptors opening {path:?}; answering 503", req.peer());
+        }
     }
 
     /// Serves an open file: validators, preconditions, ranges, encodings.
@@ -464,8 +477,12 @@ impl Handler for StaticFiles {
                 }
             }
             Err(e) => {
-                if let FileError::Io(io) = &e {
-                    log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch));
+                match &e {
+                    FileError::Io(io) => {
+                        log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch))
+                    }
+                    FileError::Exhausted => self.log_exhausted(req, &scratch),
+                    FileError::NotFound | FileError::Forbidden => {}
                 }
                 self.error(e.status(), &mut scratch)
             }
