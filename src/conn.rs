@@ -1089,21 +1089,23 @@ pub(crate) fn split_target(target: &[u8]) -> Option<(Span, Option<Span>)> {
             }
         }
     };
-    let end = target.iter().position(|&b| b == b'#').unwrap_or(target.len());
-    match target[start..end].iter().position(|&b| b == b'?') {
-        Some(i) => Some(((start, start + i), Some((start + i + 1, end)))),
-        None => Some(((start, end), None)),
+    // One pass to the end of the path: the first `?` or `#`.
+    match target[start..].iter().position(|&b| b == b'?' || b == b'#') {
+        Some(i) => Some(((start, start + i), query_of(target, start + i))),
+        None => Some(((start, target.len()), None)),
     }
 }
 
 /// Marks "the path is `/`" for targets without one: an empty range, decoded as `/`.
 const ROOT_PATH: Span = (0, 0);
 
+/// The query of `target` if a `?` is at `at`: up to the fragment (`#`) if any.
+/// (No `#` comes before `at`.)
 fn query_of(target: &[u8], at: usize) -> Option<Span> {
     if target.get(at) != Some(&b'?') {
         return None;
     }
-    let end = target.iter().position(|&b| b == b'#').unwrap_or(target.len());
+    let end = target[at..].iter().position(|&b| b == b'#').map_or(target.len(), |i| at + i);
     Some((at + 1, end))
 }
 
@@ -1137,6 +1139,10 @@ mod tests {
         let split = |t: &'static [u8]| split_target(t).map(|(p, q)| (&t[p.0..p.1], q.map(|q| &t[q.0..q.1])));
         assert_eq!(split(b"/a?b=c#f"), Some((&b"/a"[..], Some(&b"b=c"[..]))));
         assert_eq!(split(b"/a#f"), Some((&b"/a"[..], None)));
+        assert_eq!(split(b"/a#f?x"), Some((&b"/a"[..], None)));
+        assert_eq!(split(b"/a?b#c?d"), Some((&b"/a"[..], Some(&b"b"[..]))));
+        assert_eq!(split(b"/?"), Some((&b"/"[..], Some(&b""[..]))));
+        assert_eq!(split(b"/a/b"), Some((&b"/a/b"[..], None)));
         assert_eq!(split(b"http://h:80/x/y?q"), Some((&b"/x/y"[..], Some(&b"q"[..]))));
         assert_eq!(split(b"HTTP://h"), Some((&b""[..], None)));
         assert_eq!(split(b"http://h?q"), Some((&b""[..], Some(&b"q"[..]))));

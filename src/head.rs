@@ -27,12 +27,15 @@ impl<'a> HeadWriter<'a> {
     /// Starts a head with the status line and the `Server` and `Date` headers.
     /// (The date's length is fixed, so that it is copied inline.)
     pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, date: &[u8; crate::date::LEN]) -> HeadWriter<'a> {
-        buf.extend_from_slice(b"HTTP/1.1 ");
-        let mut code = itoa::Buffer::new();
-        buf.extend_from_slice(code.format(status.code()).as_bytes());
-        buf.push(b' ');
-        buf.extend_from_slice(status.reason().as_bytes());
-        buf.extend_from_slice(b"\r\nServer: ");
+        match status.line() {
+            Some(line) => buf.extend_from_slice(line.as_bytes()),
+            None => {
+                buf.extend_from_slice(b"HTTP/1.1 ");
+                buf.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
+                buf.extend_from_slice(b" \r\n");
+            }
+        }
+        buf.extend_from_slice(b"Server: ");
         buf.extend_from_slice(SERVER);
         buf.extend_from_slice(b"\r\nDate: ");
         buf.extend_from_slice(date);

@@ -47,43 +47,83 @@ impl Status {
 
     /// The standard reason phrase (RFC 9110 §15), or `""` for unknown codes.
     pub fn reason(self) -> &'static str {
-        match self.0 {
-            100 => "Continue",
-            200 => "OK",
-            201 => "Created",
-            204 => "No Content",
-            206 => "Partial Content",
-            301 => "Moved Permanently",
-            302 => "Found",
-            304 => "Not Modified",
-            307 => "Temporary Redirect",
-            308 => "Permanent Redirect",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            411 => "Length Required",
-            412 => "Precondition Failed",
-            413 => "Content Too Large",
-            414 => "URI Too Long",
-            416 => "Range Not Satisfiable",
-            417 => "Expectation Failed",
-            429 => "Too Many Requests",
-            431 => "Request Header Fields Too Large",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            505 => "HTTP Version Not Supported",
-            _ => "",
-        }
+        self.known().map_or("", |(reason, _)| reason)
+    }
+
+    /// The status line, `HTTP/1.1 <code> <reason>\r\n`, for codes with a
+    /// standard reason (built at compile time: one copy per response).
+    pub(crate) fn line(self) -> Option<&'static str> {
+        self.known().map(|(_, line)| line)
     }
 
     /// Whether a response with this status may carry a body (not 1xx, 204 or 304).
     pub fn allows_body(self) -> bool {
         !(self.0 < 200 || self.0 == 204 || self.0 == 304)
+    }
+}
+
+/// The codes with a standard reason phrase: `Status::known` (reason and status line).
+macro_rules! known_statuses {
+    ($($code:literal => $reason:literal,)*) => {
+        impl Status {
+            fn known(self) -> Option<(&'static str, &'static str)> {
+                match self.0 {
+                    $($code => Some(($reason, concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n"))),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+known_statuses! {
+    100 => "Continue",
+    200 => "OK",
+    201 => "Created",
+    204 => "No Content",
+    206 => "Partial Content",
+    301 => "Moved Permanently",
+    302 => "Found",
+    304 => "Not Modified",
+    307 => "Temporary Redirect",
+    308 => "Permanent Redirect",
+    400 => "Bad Request",
+    401 => "Unauthorized",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    408 => "Request Timeout",
+    411 => "Length Required",
+    412 => "Precondition Failed",
+    413 => "Content Too Large",
+    414 => "URI Too Long",
+    416 => "Range Not Satisfiable",
+    417 => "Expectation Failed",
+    429 => "Too Many Requests",
+    431 => "Request Header Fields Too Large",
+    500 => "Internal Server Error",
+    501 => "Not Implemented",
+    502 => "Bad Gateway",
+    503 => "Service Unavailable",
+    504 => "Gateway Timeout",
+    505 => "HTTP Version Not Supported",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_carry_code_and_reason() {
+        assert_eq!(Status::OK.line(), Some("HTTP/1.1 200 OK\r\n"));
+        assert_eq!(Status(431).line(), Some("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        for code in 100..600 {
+            let status = Status(code);
+            match status.line() {
+                Some(line) => assert_eq!(line, format!("HTTP/1.1 {code} {}\r\n", status.reason())),
+                None => assert_eq!(status.reason(), ""),
+            }
+        }
+        assert_eq!((Status(599).line(), Status(599).reason()), (None, ""));
     }
 }
