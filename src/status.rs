@@ -66,6 +66,7 @@ impl Status {
 macro_rules! known_statuses {
     ($($code:literal => $reason:literal,)*) => {
         impl Status {
+            /// The reason phrase and status line of a code that has a standard reason.
             fn known(self) -> Option<(&'static str, &'static str)> {
                 match self.0 {
                     $($code => Some(($reason, concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n"))),)*
