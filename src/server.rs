@@ -33,8 +33,9 @@ const REFUSAL: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
 /// Spare in-flight states (with their buffers) kept under load.
 const POOL_SPARE: usize = 64;
-/// Spares kept after a quiet spell, and how often that is checked.
-const POOL_SPARE_QUIET: usize = 4;
+/// Spares kept when the pool is trimmed under traffic, and how often that is.
+/// (After a quiet spell none is kept.)
+const POOL_SPARE_TRIMMED: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
 /// After this long without an event the server gives back memory held for speed.
 const QUIET_TRIM_MS: Millis = 1000;
@@ -278,7 +279,7 @@ impl Server {
         if now >= self.next_pool_trim {
             // Give back the memory a burst left in the pools.
             self.next_pool_trim = now + POOL_TRIM_MS;
-            self.shared.exchanges.trim(POOL_SPARE_QUIET);
+            self.shared.exchanges.trim(POOL_SPARE_TRIMMED);
         }
         if self.quiet_trim_at.is_some_and(|t| t <= now) {
             self.quiet_trim_at = None;
@@ -353,12 +354,13 @@ impl Server {
         Ok(())
     }
 
-    /// After a quiet spell: keeps only a few spare in-flight states, lets the
-    /// handlers drop what they hold for speed, and hands the allocator's free
-    /// pages back to the system (glibc keeps them otherwise), so that memory a
-    /// burst took is returned once it is over.
+    /// After a quiet spell: drops the spare in-flight states and their buffers
+    /// (the next request allocates them again), lets the handlers drop what they
+    /// hold for speed, and hands the allocator's free pages back to the system
+    /// (glibc keeps them otherwise), so that memory a burst took is returned
+    /// once it is over.
     fn release_memory(&mut self) {
-        self.shared.exchanges.trim(POOL_SPARE_QUIET);
+        self.shared.exchanges.trim(0);
         let router = &self.shared.router;
         if catch_unwind(AssertUnwindSafe(|| router.on_idle())).is_err() {
             log::error!("a handler panicked in on_idle");
@@ -595,4 +597,21 @@ enum Room {
 /// The token of connection `key` in its `gen`eration.
 fn conn_token(first_token: usize, key: usize, gen: u16) -> Token {
     Token(first_token + LISTENER_TOKENS + (usize::from(gen) << KEY_BITS | key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_spell_drops_every_spare_in_flight_state() {
+        let mut server = Server::new(Config::default(), Router::new());
+        for _ in 0..POOL_SPARE_TRIMMED + 3 {
+            server.shared.exchanges.give(Box::default());
+        }
+        server.shared.exchanges.trim(POOL_SPARE_TRIMMED);
+        assert_eq!(server.shared.exchanges.spare(), POOL_SPARE_TRIMMED, "trimmed under traffic");
+        server.release_memory();
+        assert_eq!(server.shared.exchanges.spare(), 0, "kept after a quiet spell");
+    }
 }
