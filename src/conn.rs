@@ -103,11 +103,29 @@ enum Out {
     Bytes(Vec<u8>, usize),
     Shared(std::sync::Arc<[u8]>, usize),
     File {
-        file: File,
+        file: BodyFile,
         offset: u64,
         left: u64,
     },
     Multipart(Multipart),
+}
+
+/// The file a body is read from: the response's own, or one shared with others.
+#[derive(Debug)]
+enum BodyFile {
+    Owned(File),
+    Shared(std::sync::Arc<File>),
+}
+
+impl std::ops::Deref for BodyFile {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        match self {
+            BodyFile::Owned(file) => file,
+            BodyFile::Shared(file) => file,
+        }
+    }
 }
 
 /// The state of a connection while a request is in flight; pooled.
@@ -679,7 +697,8 @@ impl Conn {
                 head::write_page(&mut x.wbuf, status);
                 Out::None
             }
-            Body::File { file, offset, len } => Out::File { file, offset, left: len },
+            Body::File { file, offset, len } => Out::File { file: BodyFile::Owned(file), offset, left: len },
+            Body::SharedFile { file, offset, len } => Out::File { file: BodyFile::Shared(file), offset, left: len },
             Body::Multipart(parts) => Out::Multipart(parts),
         };
         // Small bodies join the head in the write buffer: one write. A file for

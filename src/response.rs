@@ -272,6 +272,17 @@ pub enum Body {
         /// How many bytes are sent.
         len: u64,
     },
+    /// `len` bytes of a file shared with other responses (e.g. a cached
+    /// descriptor) from `offset`, streamed like [`Body::File`]; it is read only
+    /// at explicit offsets, so sharing it is safe.
+    SharedFile {
+        /// The open file.
+        file: Arc<File>,
+        /// Where the body starts in the file.
+        offset: u64,
+        /// How many bytes are sent.
+        len: u64,
+    },
 }
 
 impl Body {
@@ -283,7 +294,7 @@ impl Body {
             Body::Bytes(b) => b.len() as u64,
             Body::Shared(b) => b.len() as u64,
             Body::Page(status) => crate::head::page_len(*status),
-            Body::File { len, .. } => *len,
+            Body::File { len, .. } | Body::SharedFile { len, .. } => *len,
             Body::Multipart(m) => m.len,
         }
     }

@@ -181,3 +181,91 @@ fn listings_are_fresh_on_every_request_by_default() {
         wait_for(Duration::from_secs(3), || get(server.addr, "/d/?format=json").text().contains(r#""size":5,"#));
     assert!(fresh, "the size change was not listed within the validity interval");
 }
+
+/// Above the size whose contents are cached: such files are kept open instead.
+const LARGE: usize = 200 * 1024;
+
+/// Whether `r` is a 200 with `len` bytes of `byte`.
+fn all_of(r: &Response, byte: u8, len: usize) -> bool {
+    r.status == 200 && r.body.len() == len && r.body.iter().all(|&b| b == byte)
+}
+
+/// Replaces `path` with a new file (a new inode) of `len` bytes of `byte`.
+fn replace(path: &std::path::Path, byte: u8, len: usize) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, vec![byte; len]).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn large_files_are_kept_open_yet_changes_are_served_at_once_by_default() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    let path = root.path().join("big.bin");
+    // The same length each time: the file's identity tells the versions apart.
+    for byte in [b'a', b'b', b'c'] {
+        replace(&path, byte, LARGE);
+        for _ in 0..2 {
+            assert!(all_of(&get(server.addr, "/big.bin"), byte, LARGE), "stale or corrupt body");
+        }
+    }
+    // A range of it, and a HEAD, beside the cached descriptor.
+    let raw = "GET /big.bin HTTP/1.1\r\nHost: test\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n";
+    let range = request(server.addr, raw.as_bytes());
+    assert_eq!((range.status, range.text()), (206, "c".repeat(10)));
+    let head = request(server.addr, b"HEAD /big.bin HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("204800"), 0));
+    // Rewritten in place (the same inode) to a new length.
+    std::fs::write(&path, vec![b'd'; LARGE + 1]).unwrap();
+    assert!(all_of(&get(server.addr, "/big.bin"), b'd', LARGE + 1), "stale after a write in place");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(get(server.addr, "/big.bin").status, 404);
+}
+
+/// Whether the test process holds a descriptor of `path` (the server runs in it).
+fn held_open(path: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target.as_os_str().as_encoded_bytes().starts_with(path.as_os_str().as_encoded_bytes()))
+}
+
+#[test]
+fn within_the_validity_interval_a_large_file_is_sent_from_its_open_descriptor_until_a_quiet_spell() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    let path = root.path().join("big.bin");
+    replace(&path, b'a', LARGE);
+    assert!(all_of(&get(server.addr, "/big.bin"), b'a', LARGE));
+    // Replaced: the new file is not looked at within the interval; the old one,
+    // gone from the directory, is still sent from the descriptor kept open.
+    replace(&path, b'b', LARGE);
+    assert!(all_of(&get(server.addr, "/big.bin"), b'a', LARGE), "not sent from the cached descriptor");
+    assert!(held_open(&path));
+    // Once the server is quiet it closes the descriptor, freeing the old file's space.
+    assert!(wait_for(Duration::from_secs(5), || !held_open(&path)), "the replaced file is still held open");
+    assert!(all_of(&get(server.addr, "/big.bin"), b'b', LARGE), "the new file was not opened");
+}
+
+#[test]
+fn responses_sharing_a_cached_descriptor_each_get_the_whole_file() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    let len = 4 << 20;
+    let path = big_file(&root.path().join("big.bin"), len);
+    let expected = std::fs::read(&path).unwrap();
+    assert_eq!(get(server.addr, "/big.bin").body, expected);
+    // Both asked before either reads: the server interleaves the two sends.
+    let mut clients: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = Client::new(server.addr);
+            c.send("GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n");
+            c
+        })
+        .collect();
+    for c in &mut clients {
+        let r = c.recv();
+        assert_eq!(r.status, 200);
+        assert!(r.body == expected, "corrupt body from a shared descriptor");
+    }
+}

@@ -640,7 +640,8 @@ fn is_closed_now(c: &BufReader<TcpStream>) -> bool {
 const FD_LIMIT: u64 = 64;
 
 /// Starts the binary with RLIMIT_NOFILE (soft and hard) at [`FD_LIMIT`] on a site with a
-/// 1 MiB `/big.bin` (too big for the file cache: each GET opens it).
+/// 1 MiB `/big.bin` (too big for its contents to be cached: its first GET opens it,
+/// and the descriptor is then kept open).
 fn start_with_few_fds(extra: &[&str]) -> (Spawned, tempfile::TempDir) {
     let root = site();
     big_file(&root.path().join("big.bin"), 1 << 20);
@@ -812,4 +813,31 @@ fn out_of_file_descriptors_a_file_that_cannot_be_opened_is_answered_503_and_logg
     asking.write_all(b"\r\n").unwrap();
     let r = read_response(&mut BufReader::new(&asking), false);
     assert_eq!((r.status, r.body.len()), (200, 1 << 20));
+}
+
+#[test]
+fn out_of_file_descriptors_cached_descriptors_make_room_for_another_file() {
+    let _serial = serial();
+    let (p, root) = start_with_few_fds(&["--idle-timeout", "30", "--header-timeout", "30"]);
+    big_file(&root.path().join("other.bin"), 1 << 19);
+    let addr = p.addr();
+    let pid = p.child.id();
+    let mut asking = BufReader::new(connect(addr));
+    // Served once: its descriptor is kept open.
+    asking.get_mut().write_all(b"GET /big.bin HTTP/1.1\r\nHost: late\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut asking, false).status, 200);
+    asking.get_mut().write_all(b"GET /other.bin HTTP/1.1\r\nHost: late\r\n").unwrap();
+    let busy: Vec<_> = (0..FD_LIMIT as usize).map(|_| busy_connection(addr)).collect();
+    assert!(
+        wait_for(PROMPT, || fd_count(pid) as u64 >= FD_LIMIT),
+        "not saturated: {} fds of {FD_LIMIT}",
+        fd_count(pid)
+    );
+    // Asked at once (before a quiet spell would close the cached descriptor anyway).
+    asking.get_mut().write_all(b"\r\n").unwrap();
+    let r = read_response(&mut asking, false);
+    assert_eq!((r.status, r.body.len()), (200, 1 << 19), "the cached descriptor did not make room");
+    drop(busy);
+    let stderr = p.stderr();
+    assert!(!stderr.contains("out of file descriptors opening"), "{stderr}");
 }

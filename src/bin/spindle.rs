@@ -52,7 +52,7 @@ Options:
       --listing               List directories that have no index.html
       --cache-control VALUE   Cache-Control for file responses (e.g. 'max-age=3600')
       --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
-      --no-file-cache         Do not keep small files (<= 64 KiB) in memory
+      --no-file-cache         Do not keep small files (<= 64 KiB) in memory, nor larger ones open
       --file-cache-valid SECS Trust a cached file this long before checking it again [default: 0 = always]
       --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
       --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)

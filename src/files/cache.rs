@@ -1,8 +1,10 @@
-//! The open-file cache (nginx's `open_file_cache`, for small files): contents,
-//! type and validators of hot small files, kept in memory and revalidated with
-//! one `statx` at most once per revalidation interval, so an unchanged file
-//! costs no open, read or close, and a changed one is noticed within the interval.
+//! The open-file cache (nginx's `open_file_cache`): the contents of hot small
+//! files, or the open descriptors of larger ones, with their type and
+//! validators, revalidated with one `statx` at most once per revalidation
+//! interval, so an unchanged file costs no open, read or close, and a changed
+//! one is noticed within the interval.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +12,17 @@ use crate::response::SharedFields;
 
 use super::conditional::Validators;
 
-/// Files up to this size are cached.
+/// Files up to this size are cached by contents; larger ones by descriptor.
 pub(crate) const MAX_FILE: u64 = 64 * 1024;
 /// Most entries kept.
 const MAX_ENTRIES: usize = 1024;
 /// Most content bytes kept.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Most descriptors kept open.
+const MAX_DESCRIPTORS: usize = 128;
+/// A descriptor not confirmed for this long is closed when another file is
+/// cached (so that a deleted file's space is not held for ever).
+const INACTIVE: Duration = Duration::from_secs(60);
 
 /// What identifies one version of a file: a change to any of these is a new file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +41,37 @@ impl Identity {
     }
 }
 
+/// What a cached file is answered with.
+#[derive(Clone, Debug)]
+pub(crate) enum Contents {
+    /// A small file's bytes.
+    Bytes(Arc<[u8]>),
+    /// A larger file's open descriptor, shared by the responses sending it (they
+    /// read at explicit offsets, never through the shared file position).
+    Descriptor(Arc<File>),
+}
+
+impl Contents {
+    /// Content bytes held in memory.
+    fn bytes(&self) -> usize {
+        match self {
+            Contents::Bytes(b) => b.len(),
+            Contents::Descriptor(_) => 0,
+        }
+    }
+
+    fn is_descriptor(&self) -> bool {
+        matches!(self, Contents::Descriptor(_))
+    }
+}
+
 /// A cached file.
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// The file's path below the root, NUL-terminated (for `statx`).
     pub path: Box<[u8]>,
     pub identity: Identity,
-    pub contents: Arc<[u8]>,
+    pub contents: Contents,
     pub validators: Validators,
     /// The header fields of a 200 for it (type, validators, cache fields), encoded once.
     pub ok_fields: Arc<SharedFields>,
@@ -78,6 +109,7 @@ impl Stamp {
 pub(crate) struct FileCache {
     entries: rustc_hash::FxHashMap<Box<[u8]>, Entry>,
     bytes: usize,
+    descriptors: usize,
 }
 
 impl FileCache {
@@ -89,24 +121,53 @@ impl FileCache {
     /// Forgets `key` (its file changed or vanished).
     pub(crate) fn remove(&mut self, key: &[u8]) {
         if let Some(old) = self.entries.remove(key) {
-            self.bytes -= old.contents.len();
+            self.bytes -= old.contents.bytes();
+            self.descriptors -= usize::from(old.contents.is_descriptor());
         }
     }
 
-    /// Keeps `entry` under `key`, making room by dropping other entries.
+    /// Keeps `entry` under `key`, making room by dropping other entries (for a
+    /// descriptor, first those not confirmed for a while, then any other descriptor).
     pub(crate) fn insert(&mut self, key: &[u8], entry: Entry) {
         self.remove(key);
-        while self.entries.len() >= MAX_ENTRIES || self.bytes + entry.contents.len() > MAX_BYTES {
+        let descriptor = entry.contents.is_descriptor();
+        if descriptor {
+            self.close_descriptors(|e| e.checked.elapsed() >= INACTIVE);
+            while self.descriptors >= MAX_DESCRIPTORS {
+                let Some(victim) =
+                    self.entries.iter().find(|(_, e)| e.contents.is_descriptor()).map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                self.remove(&victim);
+            }
+        }
+        while self.entries.len() >= MAX_ENTRIES || self.bytes + entry.contents.bytes() > MAX_BYTES {
             let Some(victim) = self.entries.keys().next().cloned() else { break };
             self.remove(&victim);
         }
-        self.bytes += entry.contents.len();
+        self.bytes += entry.contents.bytes();
+        self.descriptors += usize::from(descriptor);
         self.entries.insert(key.into(), entry);
+    }
+
+    /// Closes the cached descriptors of the entries `which` selects (responses
+    /// still sending one keep it open until they are done); whether any were closed.
+    pub(crate) fn close_descriptors(&mut self, which: impl Fn(&Entry) -> bool) -> bool {
+        let before = self.descriptors;
+        self.entries.retain(|_, e| !(e.contents.is_descriptor() && which(e)));
+        self.descriptors = self.entries.values().filter(|e| e.contents.is_descriptor()).count();
+        self.descriptors < before
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    #[cfg(test)]
+    fn descriptors(&self) -> usize {
+        self.entries.values().filter(|e| e.contents.is_descriptor()).count()
     }
 }
 
@@ -116,10 +177,19 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     fn entry(size: usize) -> Entry {
+        with_contents(Contents::Bytes(vec![0; size].into()))
+    }
+
+    fn descriptor() -> Entry {
+        with_contents(Contents::Descriptor(Arc::new(File::open("/dev/null").unwrap())))
+    }
+
+    fn with_contents(contents: Contents) -> Entry {
+        let size = contents.bytes();
         Entry {
             path: b"x\0".to_vec().into(),
             identity: Identity { dev: 1, ino: 2, len: size as u64, mtime: (3, 4) },
-            contents: vec![0; size].into(),
+            contents,
             validators: Validators::new(size as u64, UNIX_EPOCH, ""),
             ok_fields: SharedFields::new(&[]),
             not_modified_fields: SharedFields::new(&[]),
@@ -141,6 +211,40 @@ mod tests {
         assert!(cache.bytes <= MAX_BYTES);
         cache.insert(b"k", entry(10));
         cache.insert(b"k", entry(20));
-        assert_eq!(cache.get_mut(b"k").map(|e| e.contents.len()), Some(20));
+        assert_eq!(cache.get_mut(b"k").map(|e| e.contents.bytes()), Some(20));
+    }
+
+    #[test]
+    fn descriptors_are_bounded_and_closed_on_demand() {
+        let mut cache = FileCache::default();
+        for i in 0..10 {
+            cache.insert(format!("small{i}").as_bytes(), entry(1));
+        }
+        for i in 0..MAX_DESCRIPTORS + 5 {
+            cache.insert(format!("big{i}").as_bytes(), descriptor());
+        }
+        // Descriptors made room among themselves: the small files stayed.
+        assert_eq!((cache.descriptors(), cache.descriptors), (MAX_DESCRIPTORS, MAX_DESCRIPTORS));
+        assert_eq!(cache.len(), MAX_DESCRIPTORS + 10);
+        // Replacing an entry keeps the count right.
+        cache.insert(b"big0", entry(3));
+        cache.insert(b"big1", descriptor());
+        assert_eq!(cache.descriptors, cache.descriptors());
+        assert!(cache.close_descriptors(|_| true));
+        assert_eq!((cache.descriptors, cache.len()), (0, 11));
+        assert!(!cache.close_descriptors(|_| true));
+    }
+
+    #[test]
+    fn inactive_descriptors_are_closed_when_another_is_cached() {
+        let mut cache = FileCache::default();
+        let mut stale = descriptor();
+        stale.checked = Stamp(Stamp::now().0.saturating_sub(INACTIVE));
+        assert!(stale.checked.elapsed() >= INACTIVE, "up for less than {INACTIVE:?}");
+        cache.insert(b"stale", stale);
+        cache.insert(b"fresh", descriptor());
+        assert!(cache.get_mut(b"stale").is_none());
+        assert!(cache.get_mut(b"fresh").is_some());
+        assert_eq!(cache.descriptors, 1);
     }
 }

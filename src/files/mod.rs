@@ -105,8 +105,9 @@ impl StaticFiles {
         self
     }
 
-    /// Keeps small files (up to 64 KiB) in memory, revalidated against the file
-    /// system with one `statx` (on by default).
+    /// Keeps small files (up to 64 KiB) in memory and larger ones open (at most
+    /// 128 descriptors, closed after a quiet spell or when descriptors run out),
+    /// revalidated against the file system with one `statx` (on by default).
     pub fn file_cache(mut self, on: bool) -> StaticFiles {
         self.cache = on.then(RefCell::default);
         self
@@ -192,11 +193,7 @@ impl StaticFiles {
                 };
                 match ranges {
                     RangeRequest::Whole if cacheable && coding.is_none() => {
-                        let body = match self.remember(file, path, &mime, &validators) {
-                            Ok(contents) => Body::Shared(contents),
-                            Err(file) => Body::File { file: file.file, offset: 0, len: file.len },
-                        };
-                        Response::new(Status::OK).with_body(body)
+                        Response::new(Status::OK).with_body(self.remember(file, path, &mime, &validators))
                     }
                     RangeRequest::Whole => {
                         Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
@@ -281,30 +278,33 @@ impl StaticFiles {
         Some(match conditional::evaluate(&headers, &entry.validators) {
             Precondition::Failed => Cached::PreconditionFailed,
             Precondition::NotModified => Cached::NotModified(entry.not_modified_fields.clone()),
-            Precondition::Proceed => Cached::Whole(entry.ok_fields.clone(), entry.contents.clone()),
+            Precondition::Proceed => Cached::Whole(entry.ok_fields.clone(), body(&entry.contents, entry.identity.len)),
         })
     }
 
-    /// Reads a small file into the open-file cache (under the key `answer_from_cache` left)
-    /// and returns its contents; hands the file back when it is not cached.
-    fn remember(
-        &self,
-        file: OpenFile,
-        path: &[u8],
-        content_type: &HeaderValue,
-        validators: &Validators,
-    ) -> Result<Arc<[u8]>, OpenFile> {
-        let Some(cache) = &self.cache else { return Err(file) };
-        if file.len > cache::MAX_FILE || !self.root.can_cache() {
-            return Err(file);
+    /// Keeps a file in the open-file cache (under the key `answer_from_cache`
+    /// left): a small one's contents, a larger one's descriptor. Returns the body
+    /// of a 200 for it, cached or not.
+    fn remember(&self, file: OpenFile, path: &[u8], content_type: &HeaderValue, validators: &Validators) -> Body {
+        let uncached = |file: OpenFile| Body::File { file: file.file, offset: 0, len: file.len };
+        let Some(cache) = &self.cache else { return uncached(file) };
+        if !self.root.can_cache() {
+            return uncached(file);
         }
-        let Ok(meta) = file.file.metadata() else { return Err(file) };
+        let Ok(meta) = file.file.metadata() else { return uncached(file) };
         let identity = cache::Identity::of(&meta);
-        let mut contents = vec![0; file.len as usize];
-        if identity.len != file.len || file.file.read_exact_at(&mut contents, 0).is_err() {
-            return Err(file);
+        if identity.len != file.len {
+            return uncached(file);
         }
-        let contents: Arc<[u8]> = contents.into();
+        let contents = if file.len <= cache::MAX_FILE {
+            let mut bytes = vec![0; file.len as usize];
+            if file.file.read_exact_at(&mut bytes, 0).is_err() {
+                return uncached(file);
+            }
+            cache::Contents::Bytes(bytes.into())
+        } else {
+            cache::Contents::Descriptor(Arc::new(file.file))
+        };
         let mut file_path = path.to_vec();
         file_path.push(0);
         // The fields answers from the cache carry, as `serve` writes them: a 200
@@ -323,8 +323,15 @@ impl StaticFiles {
             not_modified_fields: SharedFields::new(not_modified.fields().1),
             checked: cache::Stamp::now(),
         };
+        let answer = body(&entry.contents, identity.len);
         cache.borrow_mut().insert(&self.key.borrow(), entry);
-        Ok(contents)
+        answer
+    }
+
+    /// Closes the open-file cache's descriptors, for room when descriptors ran
+    /// out; whether there were any.
+    fn close_cached_descriptors(&self) -> bool {
+        self.cache.as_ref().is_some_and(|cache| cache.borrow_mut().close_descriptors(|_| true))
     }
 
     /// The headers every file response (200, 206, 304) carries.
@@ -418,9 +425,11 @@ impl StaticFiles {
 const SCRATCH_KEPT: usize = 4096;
 
 impl Handler for StaticFiles {
-    /// Drops listings past their validity and scratch space grown past a few KiB.
+    /// Drops listings past their validity, closes cached descriptors (the
+    /// next request opens its file again), and drops scratch space grown past a few KiB.
     fn on_idle(&self) {
         self.listings.borrow_mut().expire(self.revalidate_after);
+        self.close_cached_descriptors();
         for buffer in [&self.scratch, &self.key] {
             buffer.borrow_mut().shrink_to(SCRATCH_KEPT);
         }
@@ -436,7 +445,7 @@ impl Handler for StaticFiles {
             return match answer {
                 Cached::PreconditionFailed => Response::status(Status(412)),
                 Cached::NotModified(fields) => Response::shared(Status(304), fields, Body::Empty),
-                Cached::Whole(fields, contents) => Response::shared(Status::OK, fields, Body::Shared(contents)),
+                Cached::Whole(fields, body) => Response::shared(Status::OK, fields, body),
             };
         }
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
@@ -448,7 +457,11 @@ impl Handler for StaticFiles {
             scratch.clear();
             Ok(Found::AddSlash)
         } else {
-            self.root.resolve(path, &mut scratch)
+            match self.root.resolve(path, &mut scratch) {
+                // Out of descriptors: the cached ones make room for this one.
+                Err(FileError::Exhausted) if self.close_cached_descriptors() => self.root.resolve(path, &mut scratch),
+                found => found,
+            }
         };
         match found {
             Ok(Found::File(file)) => self.serve(req, file, &mut scratch, cacheable),
@@ -495,8 +508,16 @@ enum Cached {
     PreconditionFailed,
     /// 304, with these fields.
     NotModified(Arc<SharedFields>),
-    /// 200, with these fields and contents.
-    Whole(Arc<SharedFields>, Arc<[u8]>),
+    /// 200, with these fields and body.
+    Whole(Arc<SharedFields>, Body),
+}
+
+/// The body of a 200 for a cached file of `len` bytes.
+fn body(contents: &cache::Contents, len: u64) -> Body {
+    match contents {
+        cache::Contents::Bytes(bytes) => Body::Shared(bytes.clone()),
+        cache::Contents::Descriptor(file) => Body::SharedFile { file: file.clone(), offset: 0, len },
+    }
 }
 
 /// A multipart boundary unlikely to occur in the file: derived from its validators.
