@@ -269,3 +269,43 @@ fn responses_sharing_a_cached_descriptor_each_get_the_whole_file() {
         assert!(r.body == expected, "corrupt body from a shared descriptor");
     }
 }
+
+/// A GET of `path` from a client that accepts compressed codings, as browsers do.
+fn get_compressible(addr: std::net::SocketAddr, path: &str) -> Response {
+    let raw =
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: close\r\n\r\n");
+    request(addr, raw.as_bytes())
+}
+
+#[test]
+fn clients_that_accept_codings_are_answered_from_the_cache_when_there_is_no_sibling() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    let from_file = get_compressible(server.addr, "/style.css");
+    changed_behind_the_cache(&root.path().join("style.css"));
+    let from_cache = get_compressible(server.addr, "/style.css");
+    assert_eq!(from_cache.text(), from_file.text(), "not answered from the cache");
+    assert_eq!(fields(&from_cache), fields(&from_file));
+    assert_eq!(from_cache.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(from_cache.header("content-encoding"), None);
+}
+
+#[test]
+fn a_sibling_that_appears_or_goes_is_noticed_at_once_by_default() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    let identity = get_compressible(server.addr, "/style.css");
+    assert_eq!((identity.header("content-encoding"), identity.text().as_str()), (None, "body { color: black }\n"));
+    // Cached now, for clients with and without codings.
+    assert_eq!(get_compressible(server.addr, "/style.css").text(), identity.text());
+    let sibling = root.path().join("style.css.gz");
+    std::fs::write(&sibling, b"pretend gzip").unwrap();
+    let gzip = get_compressible(server.addr, "/style.css");
+    assert_eq!((gzip.header("content-encoding"), gzip.body.as_slice()), (Some("gzip"), &b"pretend gzip"[..]));
+    assert_eq!(get_compressible(server.addr, "/style.css").header("content-encoding"), Some("gzip"));
+    // Clients without codings are still answered with the file itself.
+    assert_eq!(get(server.addr, "/style.css").text(), identity.text());
+    std::fs::remove_file(&sibling).unwrap();
+    let again = get_compressible(server.addr, "/style.css");
+    assert_eq!((again.header("content-encoding"), again.text()), (None, identity.text()));
+}

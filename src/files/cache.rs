@@ -79,6 +79,10 @@ pub(crate) struct Entry {
     pub not_modified_fields: Arc<SharedFields>,
     /// When the identity was last found unchanged.
     pub checked: Stamp,
+    /// When the file was last found to have no precompressed sibling (`None`:
+    /// it had one, or nobody looked): only then may clients that accept a
+    /// coding be answered from the entry.
+    pub no_siblings: Option<Stamp>,
 }
 
 /// A reading of the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`:
@@ -194,6 +198,7 @@ mod tests {
             ok_fields: SharedFields::new(&[]),
             not_modified_fields: SharedFields::new(&[]),
             checked: Stamp::now(),
+            no_siblings: None,
         }
     }
 

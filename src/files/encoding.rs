@@ -12,6 +12,9 @@ pub(crate) enum Coding {
 }
 
 impl Coding {
+    /// Every coding, in the order siblings are looked for at equal preference.
+    pub(crate) const ALL: [Coding; 2] = [Coding::Brotli, Coding::Gzip];
+
     /// The `Content-Encoding` token.
     pub(crate) fn token(self) -> &'static str {
         match self {

@@ -246,7 +246,8 @@ impl StaticFiles {
     }
 
     /// The answer from the open-file cache when the request is for a cached file
-    /// that has not changed and wants its identity representation whole. Small,
+    /// that has not changed and gets its identity representation whole (no
+    /// range; no precompressed sibling when the client accepts a coding). Small,
     /// so that handing it out copies no `Response`.
     fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Cached> {
         let mut key = self.key.borrow_mut();
@@ -256,11 +257,6 @@ impl StaticFiles {
         if !self.root.can_cache() || headers.get_bytes("range").is_some() {
             return None;
         }
-        if self.precompressed
-            && headers.get_bytes("accept-encoding").is_some_and(|a| encoding::acceptable(a).next().is_some())
-        {
-            return None;
-        }
         let Ok(trailing_slash) = resolve::normalize(path, &mut key) else {
             key.clear();
             return None;
@@ -268,12 +264,29 @@ impl StaticFiles {
         key.push(u8::from(trailing_slash));
         let mut cache = cache.borrow_mut();
         let entry = cache.get_mut(&key)?;
-        if self.revalidate_after.is_zero() || entry.checked.elapsed() >= self.revalidate_after {
+        let stale =
+            |checked: cache::Stamp| self.revalidate_after.is_zero() || checked.elapsed() >= self.revalidate_after;
+        if stale(entry.checked) {
             if self.root.identity(&entry.path) != Some(entry.identity) {
                 cache.remove(&key);
                 return None;
             }
             entry.checked = cache::Stamp::now();
+        }
+        // A client that accepts a coding gets the file itself only while it has no
+        // precompressed sibling; otherwise `serve` picks among them.
+        if self.precompressed
+            && headers.get_bytes("accept-encoding").is_some_and(|a| encoding::acceptable(a).next().is_some())
+            && entry.no_siblings.is_none_or(stale)
+        {
+            let mut path = self.scratch.borrow_mut();
+            path.clear();
+            path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
+            entry.no_siblings = (!self.has_sibling(&mut path)).then(cache::Stamp::now);
+            if entry.no_siblings.is_none() {
+                key.clear(); // not to be cached again by `serve`
+                return None;
+            }
         }
         Some(match conditional::evaluate(&headers, &entry.validators) {
             Precondition::Failed => Cached::PreconditionFailed,
@@ -306,6 +319,7 @@ impl StaticFiles {
             cache::Contents::Descriptor(Arc::new(file.file))
         };
         let mut file_path = path.to_vec();
+        let no_siblings = (self.precompressed && !self.has_sibling(&mut file_path)).then(cache::Stamp::now);
         file_path.push(0);
         // The fields answers from the cache carry, as `serve` writes them: a 200
         // with the type first, a 304 without it.
@@ -322,10 +336,25 @@ impl StaticFiles {
             ok_fields: SharedFields::new(ok.fields().1),
             not_modified_fields: SharedFields::new(not_modified.fields().1),
             checked: cache::Stamp::now(),
+            no_siblings,
         };
         let answer = body(&entry.contents, identity.len);
         cache.borrow_mut().insert(&self.key.borrow(), entry);
         answer
+    }
+
+    /// Whether anything is at `path` (below the root) plus a precompressed
+    /// sibling's suffix; `path` is extended and restored to look.
+    fn has_sibling(&self, path: &mut Vec<u8>) -> bool {
+        let len = path.len();
+        let found = Coding::ALL.iter().any(|c| {
+            path.truncate(len);
+            path.extend_from_slice(c.suffix());
+            path.push(0);
+            self.root.identity(path).is_some()
+        });
+        path.truncate(len);
+        found
     }
 
     /// Closes the open-file cache's descriptors, for room when descriptors ran
