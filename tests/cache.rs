@@ -309,3 +309,44 @@ fn a_sibling_that_appears_or_goes_is_noticed_at_once_by_default() {
     let again = get_compressible(server.addr, "/style.css");
     assert_eq!((again.header("content-encoding"), again.text()), (None, identity.text()));
 }
+
+/// A GET of `path` with these extra header lines.
+fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> Response {
+    request(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n").as_bytes())
+}
+
+/// The header fields of a response other than `Date`, sorted.
+fn sorted_fields(r: &Response) -> Vec<(String, String)> {
+    let mut f = fields(r);
+    f.sort();
+    f
+}
+
+#[test]
+fn single_ranges_of_a_large_file_are_sent_from_its_open_descriptor() {
+    let root = site();
+    let path = root.path().join("big.bin");
+    replace(&path, b'a', LARGE);
+    let uncached = serve(StaticFiles::new(root.path()).unwrap().file_cache(false));
+    let from_file = get_with(uncached.addr, "/big.bin", "Range: bytes=10-19\r\n");
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    assert!(all_of(&get(server.addr, "/big.bin"), b'a', LARGE));
+    let etag = from_file.header("etag").unwrap().to_string();
+    replace(&path, b'b', LARGE);
+    // From the descriptor kept open: the old file's bytes, with a 206's fields.
+    let part = get_with(server.addr, "/big.bin", "Range: bytes=10-19\r\n");
+    assert_eq!((part.status, part.text()), (206, "a".repeat(10)), "not sent from the cached descriptor");
+    assert_eq!(part.header("content-range"), Some("bytes 10-19/204800"));
+    assert_eq!(sorted_fields(&part), sorted_fields(&from_file));
+    let suffix = get_with(server.addr, "/big.bin", &format!("Range: bytes=-5\r\nIf-Range: {etag}\r\n"));
+    assert_eq!((suffix.status, suffix.header("content-range")), (206, Some("bytes 204795-204799/204800")));
+    // If-Range not matching: the whole file, still from the descriptor.
+    let whole = get_with(server.addr, "/big.bin", "Range: bytes=0-0\r\nIf-Range: \"other\"\r\n");
+    assert!(all_of(&whole, b'a', LARGE));
+    // Several ranges, or none satisfiable: answered from the file system as before.
+    let multi = get_with(server.addr, "/big.bin", "Range: bytes=0-0,5-5\r\n");
+    assert_eq!(multi.status, 206);
+    assert!(multi.header("content-type").is_some_and(|t| t.starts_with("multipart/byteranges")));
+    let beyond = get_with(server.addr, "/big.bin", "Range: bytes=999999-\r\n");
+    assert_eq!((beyond.status, beyond.header("content-range")), (416, Some("bytes */204800")));
+}

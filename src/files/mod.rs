@@ -246,17 +246,18 @@ impl StaticFiles {
     }
 
     /// The answer from the open-file cache when the request is for a cached file
-    /// that has not changed and gets its identity representation whole (no
-    /// range; no precompressed sibling when the client accepts a coding). Small,
-    /// so that handing it out copies no `Response`.
+    /// that has not changed and gets its identity representation: whole, or one
+    /// range of a file kept open (no precompressed sibling when the client
+    /// accepts a coding). Small, so that handing it out copies no `Response`.
     fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Cached> {
         let mut key = self.key.borrow_mut();
         key.clear();
         let cache = self.cache.as_ref()?;
         let headers = req.headers();
-        if !self.root.can_cache() || headers.get_bytes("range").is_some() {
+        if !self.root.can_cache() {
             return None;
         }
+        let range = headers.get_bytes("range");
         let Ok(trailing_slash) = resolve::normalize(path, &mut key) else {
             key.clear();
             return None;
@@ -276,6 +277,7 @@ impl StaticFiles {
         // A client that accepts a coding gets the file itself only while it has no
         // precompressed sibling; otherwise `serve` picks among them.
         if self.precompressed
+            && range.is_none()
             && headers.get_bytes("accept-encoding").is_some_and(|a| encoding::acceptable(a).next().is_some())
             && entry.no_siblings.is_none_or(stale)
         {
@@ -288,10 +290,27 @@ impl StaticFiles {
                 return None;
             }
         }
+        let len = entry.identity.len;
+        let whole = |entry: &cache::Entry| Cached::Whole(entry.ok_fields.clone(), body(&entry.contents, len));
         Some(match conditional::evaluate(&headers, &entry.validators) {
             Precondition::Failed => Cached::PreconditionFailed,
             Precondition::NotModified => Cached::NotModified(entry.not_modified_fields.clone()),
-            Precondition::Proceed => Cached::Whole(entry.ok_fields.clone(), body(&entry.contents, entry.identity.len)),
+            Precondition::Proceed => {
+                match range.filter(|_| conditional::if_range_allows(&headers, &entry.validators)) {
+                    None => whole(entry),
+                    Some(value) => match (&entry.contents, range::parse(value, len)) {
+                        (_, RangeRequest::Whole) => whole(entry),
+                        (cache::Contents::Descriptor(file), RangeRequest::Ranges(r)) if r.len() == 1 => {
+                            Cached::Part(entry.ok_fields.clone(), file.clone(), r[0], len)
+                        }
+                        // Several ranges, none satisfiable, or a small file: `serve` answers.
+                        _ => {
+                            key.clear();
+                            return None;
+                        }
+                    },
+                }
+            }
         })
     }
 
@@ -475,6 +494,13 @@ impl Handler for StaticFiles {
                 Cached::PreconditionFailed => Response::status(Status(412)),
                 Cached::NotModified(fields) => Response::shared(Status(304), fields, Body::Empty),
                 Cached::Whole(fields, body) => Response::shared(Status::OK, fields, body),
+                Cached::Part(fields, file, r, len) => {
+                    let body = Body::SharedFile { file, offset: r.start, len: r.len() };
+                    let mut response = Response::shared(Status(206), fields, body);
+                    let content_range = HeaderValue::format(format_args!("bytes {}-{}/{len}", r.start, r.end - 1));
+                    response.append_header("Content-Range", content_range);
+                    response
+                }
             };
         }
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
@@ -539,6 +565,8 @@ enum Cached {
     NotModified(Arc<SharedFields>),
     /// 200, with these fields and body.
     Whole(Arc<SharedFields>, Body),
+    /// 206 for one range of a file of the given length kept open, with these fields.
+    Part(Arc<SharedFields>, Arc<std::fs::File>, range::ByteRange, u64),
 }
 
 /// The body of a 200 for a cached file of `len` bytes.
