@@ -380,7 +380,9 @@ fn check_every_split(request: &[u8], echo: &[u8]) {
 
 /// Sends `request` and a pipelined `GET /len` one byte per write.
 fn check_byte_by_byte(request: &[u8], echo: &[u8]) {
-    let srv = start(config());
+    // Deadlines far beyond the ~0.1 s this takes, even on a loaded machine.
+    let srv =
+        start(Config { header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(10), ..config() });
     let full = [request, b"GET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"].concat();
     let mut c = client(srv.addr());
     for b in &full {
@@ -897,7 +899,8 @@ fn body_stalling_after_progress_gets_408_in_a_later_window() {
 
 #[test]
 fn body_sent_faster_than_the_minimum_rate_may_take_longer_than_one_window() {
-    let srv = start(deadline_config());
+    // 1 s windows: a client stalled for most of a second by a loaded machine still passes.
+    let srv = start(Config { body_timeout: Duration::from_secs(1), ..deadline_config() });
     let body = pattern(10_000);
     for chunked_body in [false, true] {
         let mut c = client(srv.addr());
@@ -911,11 +914,11 @@ fn body_sent_faster_than_the_minimum_rate_may_take_longer_than_one_window() {
             )
         };
         c.send(head);
-        // Four pieces, 200 ms apart: about 600 ms in all, two 300 ms windows and more.
+        // Four pieces, 400 ms apart: about 1.2 s in all, more than one window.
         let pieces: Vec<&[u8]> = wire.chunks(wire.len().div_ceil(4)).collect();
         for (i, piece) in pieces.iter().enumerate() {
             if i > 0 {
-                thread::sleep(Duration::from_millis(200));
+                thread::sleep(Duration::from_millis(400));
             }
             c.send(piece);
         }
@@ -923,7 +926,7 @@ fn body_sent_faster_than_the_minimum_rate_may_take_longer_than_one_window() {
         let took = started.elapsed();
         assert_eq!(r.status, 200, "chunked {chunked_body}: {r:?} after {took:?}");
         assert!(r.body == body, "chunked {chunked_body}: echo differs");
-        assert!(took >= Duration::from_millis(550), "the body should have taken > 1 window: {took:?}");
+        assert!(took >= Duration::from_millis(1100), "the body should have taken > 1 window: {took:?}");
         let r = c.exchange("GET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert_eq!(r.text(), "0");
         c.expect_eof();
