@@ -350,3 +350,18 @@ fn single_ranges_of_a_large_file_are_sent_from_its_open_descriptor() {
     let beyond = get_with(server.addr, "/big.bin", "Range: bytes=999999-\r\n");
     assert_eq!((beyond.status, beyond.header("content-range")), (416, Some("bytes */204800")));
 }
+
+#[test]
+fn a_rewrite_of_the_same_size_with_its_time_set_back_is_served_at_once_by_default() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    let path = root.path().join("style.css");
+    let before = get(server.addr, "/style.css").text();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // As `cp -p` or `touch -d` leave it: new bytes, same size, same modification time.
+    let after = before.replace("black", "white");
+    std::fs::write(&path, &after).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    assert_eq!(get(server.addr, "/style.css").text(), after, "stale contents from the cache");
+}

@@ -25,19 +25,28 @@ const MAX_DESCRIPTORS: usize = 128;
 const INACTIVE: Duration = Duration::from_secs(60);
 
 /// What identifies one version of a file: a change to any of these is a new file.
+/// The change time catches what the others miss: a rewrite of the same size
+/// whose modification time was set back (`cp -p`, `touch -d`), or a new mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub dev: u64,
     pub ino: u64,
     pub len: u64,
     pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
 }
 
 impl Identity {
     /// The identity in `meta`.
     pub(crate) fn of(meta: &std::fs::Metadata) -> Identity {
         use std::os::unix::fs::MetadataExt;
-        Identity { dev: meta.dev(), ino: meta.ino(), len: meta.len(), mtime: (meta.mtime(), meta.mtime_nsec() as u32) }
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            ctime: (meta.ctime(), meta.ctime_nsec() as u32),
+        }
     }
 }
 
@@ -192,7 +201,7 @@ mod tests {
         let size = contents.bytes();
         Entry {
             path: b"x\0".to_vec().into(),
-            identity: Identity { dev: 1, ino: 2, len: size as u64, mtime: (3, 4) },
+            identity: Identity { dev: 1, ino: 2, len: size as u64, mtime: (3, 4), ctime: (3, 4) },
             contents,
             validators: Validators::new(size as u64, UNIX_EPOCH, ""),
             ok_fields: SharedFields::new(&[]),

@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn expired_listings_are_dropped_and_their_bytes_uncounted() {
-        let dir = Identity { dev: 1, ino: 2, len: 0, mtime: (0, 0) };
+        let dir = Identity { dev: 1, ino: 2, len: 0, mtime: (0, 0), ctime: (0, 0) };
         let options = Options::from_query(None);
         let hour = std::time::Duration::from_secs(3600);
         let mut cache = ListingCache::default();

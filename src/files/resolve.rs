@@ -180,6 +180,7 @@ impl Root {
             ino: stx.stx_ino,
             len: stx.stx_size,
             mtime: (stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+            ctime: (stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
         })
     }
 
