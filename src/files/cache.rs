@@ -51,7 +51,7 @@ impl Identity {
 }
 
 /// What a cached file is answered with.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) enum Contents {
     /// A small file's bytes.
     Bytes(Arc<[u8]>),
@@ -167,10 +167,14 @@ impl FileCache {
     /// Closes the cached descriptors of the entries `which` selects (responses
     /// still sending one keep it open until they are done); whether any were closed.
     pub(crate) fn close_descriptors(&mut self, which: impl Fn(&Entry) -> bool) -> bool {
-        let before = self.descriptors;
-        self.entries.retain(|_, e| !(e.contents.is_descriptor() && which(e)));
-        self.descriptors = self.entries.values().filter(|e| e.contents.is_descriptor()).count();
-        self.descriptors < before
+        let mut closed = 0;
+        self.entries.retain(|_, e| {
+            let close = e.contents.is_descriptor() && which(e);
+            closed += usize::from(close);
+            !close
+        });
+        self.descriptors -= closed;
+        closed > 0
     }
 
     #[cfg(test)]

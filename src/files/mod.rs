@@ -350,7 +350,7 @@ impl StaticFiles {
         let entry = cache::Entry {
             path: file_path.into(),
             identity,
-            contents: contents.clone(),
+            contents,
             validators: validators.clone(),
             ok_fields: SharedFields::new(ok.fields().1),
             not_modified_fields: SharedFields::new(not_modified.fields().1),
