@@ -272,9 +272,7 @@ fn responses_sharing_a_cached_descriptor_each_get_the_whole_file() {
 
 /// A GET of `path` from a client that accepts compressed codings, as browsers do.
 fn get_compressible(addr: std::net::SocketAddr, path: &str) -> Response {
-    let raw =
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: close\r\n\r\n");
-    request(addr, raw.as_bytes())
+    get_with(addr, path, "Accept-Encoding: gzip, deflate, br\r\n")
 }
 
 #[test]

@@ -206,10 +206,7 @@ impl StaticFiles {
                     RangeRequest::Ranges(r) if r.len() == 1 => {
                         let r = r[0];
                         Response::new(Status(206))
-                            .with_header(
-                                "Content-Range",
-                                HeaderValue::format(format_args!("bytes {}-{}/{}", r.start, r.end - 1, file.len)),
-                            )
+                            .with_header("Content-Range", r.content_range(file.len))
                             .with_body(Body::File { file: file.file, offset: r.start, len: r.len() })
                     }
                     RangeRequest::Ranges(r) => {
@@ -497,8 +494,7 @@ impl Handler for StaticFiles {
                 Cached::Part(fields, file, r, len) => {
                     let body = Body::SharedFile { file, offset: r.start, len: r.len() };
                     let mut response = Response::shared(Status(206), fields, body);
-                    let content_range = HeaderValue::format(format_args!("bytes {}-{}/{len}", r.start, r.end - 1));
-                    response.append_header("Content-Range", content_range);
+                    response.append_header("Content-Range", r.content_range(len));
                     response
                 }
             };

@@ -19,6 +19,11 @@ impl ByteRange {
     pub(crate) fn len(&self) -> u64 {
         self.end - self.start
     }
+
+    /// The `Content-Range` value of a 206 carrying this range of `len` bytes.
+    pub(crate) fn content_range(&self, len: u64) -> crate::response::HeaderValue {
+        crate::response::HeaderValue::format(format_args!("bytes {}-{}/{len}", self.start, self.end - 1))
+    }
 }
 
 /// What a `Range` header asks of a representation of `len` bytes.
