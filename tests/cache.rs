@@ -289,6 +289,61 @@ fn clients_that_accept_codings_are_answered_from_the_cache_when_there_is_no_sibl
 }
 
 #[test]
+fn clients_that_accept_a_coding_get_its_sibling_from_the_cache() {
+    let root = site();
+    let (gzip, brotli) = (root.path().join("style.css.gz"), root.path().join("style.css.br"));
+    std::fs::write(&gzip, b"pretend gzip").unwrap();
+    std::fs::write(&brotli, b"pretend brotli").unwrap();
+    let uncached = serve(StaticFiles::new(root.path()).unwrap().file_cache(false));
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    let (accepts_gzip, accepts_both) = ("Accept-Encoding: gzip\r\n", "Accept-Encoding: gzip, deflate, br\r\n");
+    let expected: Vec<_> = [accepts_gzip, accepts_both, ""].map(|h| get_with(uncached.addr, "/style.css", h)).into();
+    for (i, h) in [accepts_gzip, accepts_both, ""].into_iter().enumerate() {
+        assert_eq!(get_with(server.addr, "/style.css", h).body, expected[i].body);
+    }
+    for file in [&gzip, &brotli, &root.path().join("style.css")] {
+        changed_behind_the_cache(file);
+    }
+    // Each client still gets what it got before, with the same fields: from the cache.
+    for (i, h) in [accepts_gzip, accepts_both, ""].into_iter().enumerate() {
+        let from_cache = get_with(server.addr, "/style.css", h);
+        assert_eq!(from_cache.body, expected[i].body, "not answered from the cache ({h:?})");
+        assert_eq!(fields(&from_cache), fields(&expected[i]));
+    }
+    assert_eq!(expected[0].header("content-encoding"), Some("gzip"));
+    assert_eq!(expected[1].header("content-encoding"), Some("br"));
+    // A revalidation of the sibling sent is answered from its entry too.
+    let etag = expected[1].header("etag").unwrap();
+    let not_modified = get_with(server.addr, "/style.css", &format!("{accepts_both}If-None-Match: {etag}\r\n"));
+    assert_eq!((not_modified.status, not_modified.header("etag")), (304, Some(etag)));
+    assert_eq!(not_modified.header("content-encoding"), Some("br"));
+}
+
+#[test]
+fn a_sibling_that_changes_appears_or_goes_is_noticed_at_once_by_default() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    let brotli = root.path().join("style.css.br");
+    std::fs::write(&brotli, b"pretend brotli").unwrap();
+    for _ in 0..2 {
+        assert_eq!(get_compressible(server.addr, "/style.css").body, b"pretend brotli");
+    }
+    // Rewritten in place, then replaced by a new file.
+    std::fs::write(&brotli, b"rewritten brotli").unwrap();
+    assert_eq!(get_compressible(server.addr, "/style.css").body, b"rewritten brotli");
+    replace(&brotli, b'b', 20);
+    assert_eq!(get_compressible(server.addr, "/style.css").body, vec![b'b'; 20]);
+    // Gone: the next sibling the client accepts, then the file itself.
+    std::fs::write(root.path().join("style.css.gz"), b"pretend gzip").unwrap();
+    std::fs::remove_file(&brotli).unwrap();
+    let gzip = get_compressible(server.addr, "/style.css");
+    assert_eq!((gzip.header("content-encoding"), gzip.body.as_slice()), (Some("gzip"), &b"pretend gzip"[..]));
+    std::fs::remove_file(root.path().join("style.css.gz")).unwrap();
+    let identity = get_compressible(server.addr, "/style.css");
+    assert_eq!((identity.header("content-encoding"), identity.text().as_str()), (None, "body { color: black }\n"));
+}
+
+#[test]
 fn a_sibling_that_appears_or_goes_is_noticed_at_once_by_default() {
     let root = site();
     let server = serve(StaticFiles::new(root.path()).unwrap());

@@ -1,8 +1,8 @@
 //! The open-file cache (nginx's `open_file_cache`): the contents of hot small
-//! files, or the open descriptors of larger ones, with their type and
-//! validators, revalidated with one `statx` at most once per revalidation
-//! interval, so an unchanged file costs no open, read or close, and a changed
-//! one is noticed within the interval.
+//! files and of their precompressed siblings, or the open descriptors of larger
+//! ones, with their type and validators, revalidated with one `statx` at most
+//! once per revalidation interval, so an unchanged file costs no open, read or
+//! close, and a changed one is noticed within the interval.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::response::SharedFields;
 
 use super::conditional::Validators;
+use super::encoding::Coding;
 
 /// Files up to this size are cached by contents; larger ones by descriptor.
 pub(crate) const MAX_FILE: u64 = 64 * 1024;
@@ -88,10 +89,28 @@ pub(crate) struct Entry {
     pub not_modified_fields: Arc<SharedFields>,
     /// When the identity was last found unchanged.
     pub checked: Stamp,
-    /// When the file was last found to have no precompressed sibling (`None`:
-    /// it had one, or nobody looked): only then may clients that accept a
-    /// coding be answered from the entry.
-    pub no_siblings: Option<Stamp>,
+    /// The file's precompressed siblings as last looked for (`None` for a
+    /// sibling's own entry, or when precompressed siblings are off).
+    pub siblings: Option<Siblings>,
+}
+
+/// The precompressed siblings beside a file (`NAME.br`, `NAME.gz`), as last
+/// looked for. A client that accepts a coding is answered from the entry of the
+/// first sibling it accepts (kept under [`coded_key`]) only while that sibling
+/// has the identity found here; from the file's own entry when it accepts none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Siblings {
+    /// When they were looked for.
+    pub checked: Stamp,
+    /// Each coding's sibling, in [`Coding::ALL`] order: its identity, if present.
+    pub found: [Option<Identity>; Coding::ALL.len()],
+}
+
+/// Makes a file's key (its normalised path and a trailing-slash byte, 0 or 1)
+/// the key of its sibling in coding `c`: a byte above those two, so no file's
+/// key is also a sibling's.
+pub(crate) fn coded_key(key: &mut Vec<u8>, c: Coding) {
+    key.push(2 + c.index() as u8);
 }
 
 /// A reading of the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`:
@@ -117,7 +136,8 @@ impl Stamp {
     }
 }
 
-/// Cached files by normalised request path (plus a trailing-slash byte).
+/// Cached files by normalised request path (plus a trailing-slash byte), and
+/// their precompressed siblings by [`coded_key`].
 #[derive(Debug, Default)]
 pub(crate) struct FileCache {
     entries: rustc_hash::FxHashMap<Box<[u8]>, Entry>,
@@ -131,7 +151,18 @@ impl FileCache {
         self.entries.get_mut(key)
     }
 
-    /// Forgets `key` (its file changed or vanished).
+    /// Forgets the file under `key` (it changed or vanished) and its siblings' entries.
+    pub(crate) fn remove_file(&mut self, key: &mut Vec<u8>) {
+        self.remove(key);
+        let len = key.len();
+        for c in Coding::ALL {
+            coded_key(key, c);
+            self.remove(key);
+            key.truncate(len);
+        }
+    }
+
+    /// Forgets the entry under `key`.
     pub(crate) fn remove(&mut self, key: &[u8]) {
         if let Some(old) = self.entries.remove(key) {
             self.bytes -= old.contents.bytes();
@@ -211,7 +242,7 @@ mod tests {
             ok_fields: SharedFields::new(&[]),
             not_modified_fields: SharedFields::new(&[]),
             checked: Stamp::now(),
-            no_siblings: None,
+            siblings: None,
         }
     }
 

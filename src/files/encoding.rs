@@ -6,14 +6,19 @@ use crate::parse::{list_items, trim};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Coding {
     /// `br`, from `NAME.br`.
-    Brotli,
+    Brotli = 0,
     /// `gzip`, from `NAME.gz`.
-    Gzip,
+    Gzip = 1,
 }
 
 impl Coding {
     /// Every coding, in the order siblings are looked for at equal preference.
     pub(crate) const ALL: [Coding; 2] = [Coding::Brotli, Coding::Gzip];
+
+    /// The position in [`Coding::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 
     /// The `Content-Encoding` token.
     pub(crate) fn token(self) -> &'static str {
@@ -100,6 +105,13 @@ mod tests {
 
     fn pick(accept: &str) -> Vec<Coding> {
         acceptable(accept.as_bytes()).collect()
+    }
+
+    #[test]
+    fn indexes_follow_the_order_of_all() {
+        for (i, c) in Coding::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
     }
 
     #[test]

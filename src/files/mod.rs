@@ -160,26 +160,36 @@ impl StaticFiles {
 
     /// Serves an open file: validators, preconditions, ranges, encodings.
     fn serve(&self, req: &Request<'_>, found: OpenFile, path: &mut Vec<u8>, cacheable: bool) -> Response {
-        let mut file = found;
-        let mime = HeaderValue::mime(file.mime, file.text);
+        let mime = HeaderValue::mime(found.mime, found.text);
         let headers = req.headers();
         let range = headers.get_bytes("range");
-        let mut coding = None;
+        let mut sibling = None;
         if self.precompressed && range.is_none() {
             if let Some(accept) = headers.get_bytes("accept-encoding") {
                 for c in encoding::acceptable(accept) {
                     let len = path.len();
                     path.extend_from_slice(c.suffix());
-                    let sibling = self.root.open_file(path);
+                    let opened = self.root.open_file(path);
                     path.truncate(len);
-                    if let Ok(sibling) = sibling {
-                        file = sibling;
-                        coding = Some(c);
+                    if let Ok(opened) = opened {
+                        sibling = Some((opened, c));
                         break;
                     }
                 }
             }
         }
+        // The file itself is cached beside the sibling sent instead: its entry
+        // holds what is known of the siblings.
+        let (file, coding) = match sibling {
+            Some((opened, c)) => {
+                if cacheable {
+                    let validators = Validators::new(found.len, found.modified, "");
+                    self.remember(found, path, &mime, &validators, None);
+                }
+                (opened, Some(c))
+            }
+            None => (found, None),
+        };
         let validators = Validators::new(file.len, file.modified, coding.map_or("", Coding::token));
         let mut response = match conditional::evaluate(&headers, &validators) {
             Precondition::Failed => return Response::status(Status(412)),
@@ -192,8 +202,8 @@ impl StaticFiles {
                     _ => RangeRequest::Whole,
                 };
                 match ranges {
-                    RangeRequest::Whole if cacheable && coding.is_none() => {
-                        Response::new(Status::OK).with_body(self.remember(file, path, &mime, &validators))
+                    RangeRequest::Whole if cacheable => {
+                        Response::new(Status::OK).with_body(self.remember(file, path, &mime, &validators, coding))
                     }
                     RangeRequest::Whole => {
                         Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
@@ -243,9 +253,9 @@ impl StaticFiles {
     }
 
     /// The answer from the open-file cache when the request is for a cached file
-    /// that has not changed and gets its identity representation: whole, or one
-    /// range of a file kept open (no precompressed sibling when the client
-    /// accepts a coding). Small, so that handing it out copies no `Response`.
+    /// that has not changed: whole or, for a file kept open, one range of it; or
+    /// the precompressed sibling the client accepts, as `serve` would pick it.
+    /// Small, so that handing it out copies no `Response`.
     fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Cached> {
         let mut key = self.key.borrow_mut();
         key.clear();
@@ -266,27 +276,44 @@ impl StaticFiles {
             |checked: cache::Stamp| self.revalidate_after.is_zero() || checked.elapsed() >= self.revalidate_after;
         if stale(entry.checked) {
             if self.root.identity(&entry.path) != Some(entry.identity) {
-                cache.remove(&key);
+                cache.remove_file(&mut key);
                 return None;
             }
             entry.checked = cache::Stamp::now();
         }
-        // A client that accepts a coding gets the file itself only while it has no
-        // precompressed sibling; otherwise `serve` picks among them.
-        if self.precompressed
-            && range.is_none()
-            && headers.get_bytes("accept-encoding").is_some_and(|a| encoding::acceptable(a).next().is_some())
-            && entry.no_siblings.is_none_or(stale)
-        {
-            let mut path = self.scratch.borrow_mut();
-            path.clear();
-            path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
-            entry.no_siblings = (!self.has_sibling(&mut path)).then(cache::Stamp::now);
-            if entry.no_siblings.is_none() {
-                key.clear(); // not to be cached again by `serve`
-                return None;
+        let accept = headers.get_bytes("accept-encoding").filter(|_| self.precompressed && range.is_none());
+        let sibling = accept.and_then(|accept| {
+            let mut siblings = entry.siblings?;
+            if stale(siblings.checked) {
+                let mut path = self.scratch.borrow_mut();
+                path.clear();
+                path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
+                siblings = self.siblings(&mut path);
+                entry.siblings = Some(siblings);
             }
-        }
+            encoding::acceptable(accept).find_map(|c| Some((c, siblings.found[c.index()]?, siblings.checked)))
+        });
+        let entry = match sibling {
+            None => entry,
+            // The sibling's entry, when it holds the sibling found; else `serve`
+            // sends the sibling and caches it under the key left in `self.key`.
+            Some((coding, identity, found_at)) => {
+                let len = key.len();
+                cache::coded_key(&mut key, coding);
+                let sent = match cache.get_mut(&key) {
+                    Some(sent) if sent.identity == identity => sent,
+                    stale_or_none => {
+                        if stale_or_none.is_some() {
+                            cache.remove(&key);
+                        }
+                        key.truncate(len);
+                        return None;
+                    }
+                };
+                sent.checked = sent.checked.max(found_at);
+                sent
+            }
+        };
         let len = entry.identity.len;
         let whole = |entry: &cache::Entry| Cached::Whole(entry.ok_fields.clone(), body(&entry.contents, len));
         Some(match conditional::evaluate(&headers, &entry.validators) {
@@ -312,9 +339,17 @@ impl StaticFiles {
     }
 
     /// Keeps a file in the open-file cache (under the key `answer_from_cache`
-    /// left): a small one's contents, a larger one's descriptor. Returns the body
-    /// of a 200 for it, cached or not.
-    fn remember(&self, file: OpenFile, path: &[u8], content_type: &HeaderValue, validators: &Validators) -> Body {
+    /// left, or its sibling's key for `coding`): a small one's contents, a larger
+    /// one's descriptor. `path` is the file's own path below the root. Returns the
+    /// body of a 200 for it, cached or not.
+    fn remember(
+        &self,
+        file: OpenFile,
+        path: &[u8],
+        content_type: &HeaderValue,
+        validators: &Validators,
+        coding: Option<Coding>,
+    ) -> Body {
         let uncached = |file: OpenFile| Body::File { file: file.file, offset: 0, len: file.len };
         let Some(cache) = &self.cache else { return uncached(file) };
         if !self.root.can_cache() {
@@ -324,6 +359,13 @@ impl StaticFiles {
         let identity = cache::Identity::of(&meta);
         if identity.len != file.len {
             return uncached(file);
+        }
+        if coding.is_none() {
+            // Cached already (a client was sent a sibling, or could not be): kept as it is.
+            let mut cache = cache.borrow_mut();
+            if let Some(cached) = cache.get_mut(&self.key.borrow()).filter(|e| e.identity == identity) {
+                return body(&cached.contents, identity.len);
+            }
         }
         let contents = if file.len <= cache::MAX_FILE {
             let mut bytes = vec![0; file.len as usize];
@@ -335,15 +377,18 @@ impl StaticFiles {
             cache::Contents::Descriptor(Arc::new(file.file))
         };
         let mut file_path = path.to_vec();
-        let no_siblings = (self.precompressed && !self.has_sibling(&mut file_path)).then(cache::Stamp::now);
+        let siblings = (self.precompressed && coding.is_none()).then(|| self.siblings(&mut file_path));
+        if let Some(c) = coding {
+            file_path.extend_from_slice(c.suffix());
+        }
         file_path.push(0);
         // The fields answers from the cache carry, as `serve` writes them: a 200
         // with the type first, a 304 without it.
         let mut ok = Response::new(Status::OK);
         ok.append_header(known::CONTENT_TYPE, content_type.clone());
-        self.file_headers(&mut ok, validators, None);
+        self.file_headers(&mut ok, validators, coding);
         let mut not_modified = Response::new(Status(304));
-        self.file_headers(&mut not_modified, validators, None);
+        self.file_headers(&mut not_modified, validators, coding);
         let entry = cache::Entry {
             path: file_path.into(),
             identity,
@@ -352,25 +397,40 @@ impl StaticFiles {
             ok_fields: SharedFields::new(ok.fields().1),
             not_modified_fields: SharedFields::new(not_modified.fields().1),
             checked: cache::Stamp::now(),
-            no_siblings,
+            siblings,
         };
         let answer = body(&entry.contents, identity.len);
-        cache.borrow_mut().insert(&self.key.borrow(), entry);
+        let mut key = self.key.borrow_mut();
+        let mut cache = cache.borrow_mut();
+        match coding {
+            None => cache.insert(&key, entry),
+            Some(c) => {
+                // The file's entry learns of this sibling, so the next client gets it from the cache.
+                let own = cache.get_mut(&key).and_then(|e| e.siblings.as_mut());
+                if let Some(siblings) = own {
+                    siblings.found[c.index()] = Some(identity);
+                }
+                let len = key.len();
+                cache::coded_key(&mut key, c);
+                cache.insert(&key, entry);
+                key.truncate(len);
+            }
+        }
         answer
     }
 
-    /// Whether anything is at `path` (below the root) plus a precompressed
-    /// sibling's suffix; `path` is extended and restored to look.
-    fn has_sibling(&self, path: &mut Vec<u8>) -> bool {
+    /// The precompressed siblings of the file at `path` (below the root), looked
+    /// for now; `path` is extended and restored to look.
+    fn siblings(&self, path: &mut Vec<u8>) -> cache::Siblings {
         let len = path.len();
-        let found = Coding::ALL.iter().any(|c| {
+        let found = Coding::ALL.map(|c| {
             path.truncate(len);
             path.extend_from_slice(c.suffix());
             path.push(0);
-            self.root.identity(path).is_some()
+            self.root.identity(path)
         });
         path.truncate(len);
-        found
+        cache::Siblings { checked: cache::Stamp::now(), found }
     }
 
     /// Closes the open-file cache's descriptors, for room when descriptors ran
