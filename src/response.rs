@@ -247,8 +247,10 @@ pub(crate) mod known {
     pub(crate) const ACCEPT_ENCODING: HeaderValue = HeaderValue::known("Accept-Encoding");
 }
 
-/// The body of a [`Response`].
+/// The body of a [`Response`]. New kinds of body may be added: matches on it
+/// need a wildcard arm.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub enum Body {
     /// No body.
     #[default]
