@@ -283,6 +283,8 @@ impl StaticFiles {
         }
         let accept = headers.get_bytes("accept-encoding").filter(|_| self.precompressed && range.is_none());
         let sibling = accept.and_then(|accept| {
+            let mut acceptable = encoding::acceptable(accept).peekable();
+            acceptable.peek()?;
             let mut siblings = entry.siblings?;
             if stale(siblings.checked) {
                 let mut path = self.scratch.borrow_mut();
@@ -291,7 +293,7 @@ impl StaticFiles {
                 siblings = self.siblings(&mut path);
                 entry.siblings = Some(siblings);
             }
-            encoding::acceptable(accept).find_map(|c| Some((c, siblings.found[c.index()]?, siblings.checked)))
+            acceptable.find_map(|c| Some((c, siblings.found[c.index()]?, siblings.checked)))
         });
         let entry = match sibling {
             None => entry,
