@@ -43,7 +43,8 @@ pub struct Config {
     /// less memory pinned per connection, and concurrent downloads advance evenly.
     /// 0 leaves the kernel's default.
     pub send_lowat: usize,
-    /// Size of each pooled response buffer (file bodies are streamed through it).
+    /// Size of each pooled response buffer: heads, bodies of up to 4 KiB, and
+    /// files too small for sendfile(2) are written through it.
     pub write_buffer_bytes: usize,
 }
 

@@ -40,6 +40,10 @@ const MAX_LINGER_BYTES: u64 = 1024 * 1024;
 /// head (and the first chunk copied after it) is written; smaller ones are
 /// copied through the write buffer.
 const SENDFILE_MIN: u64 = 16 * 1024;
+/// Bodies in memory up to this size are copied behind their head, so that a
+/// pipelined batch goes out in one write; larger ones are sent from where they
+/// are, with the head in front of them (writev).
+const COPY_MAX: usize = 4096;
 /// Another pipelined response is answered into the write buffer only while this
 /// much room is left (a small file's response fits; a larger one streams).
 const COALESCE_ROOM: usize = 4096;
@@ -196,6 +200,43 @@ impl Exchange {
     /// Whether the response body left is a file big enough for sendfile(2).
     fn sends_file(&self) -> bool {
         matches!(self.out, Out::File { left, .. } if left >= SENDFILE_MIN)
+    }
+
+    /// Whether the response body left is held in memory.
+    fn has_body_in_memory(&self) -> bool {
+        matches!(self.out, Out::Static(_) | Out::Bytes(..) | Out::Shared(..))
+    }
+
+    /// The rest of a response body held in memory.
+    fn body_in_memory(&self) -> Option<&[u8]> {
+        match &self.out {
+            Out::Static(bytes) => Some(bytes),
+            Out::Bytes(bytes, pos) => bytes.get(*pos..),
+            Out::Shared(bytes, pos) => bytes.get(*pos..),
+            _ => None,
+        }
+    }
+
+    /// Marks `n` more bytes of the body in memory as sent.
+    fn sent_from_memory(&mut self, n: usize) {
+        let done = match &mut self.out {
+            Out::Static(bytes) => {
+                *bytes = bytes.get(n..).unwrap_or_default();
+                bytes.is_empty()
+            }
+            Out::Bytes(bytes, pos) => {
+                *pos += n;
+                *pos >= bytes.len()
+            }
+            Out::Shared(bytes, pos) => {
+                *pos += n;
+                *pos >= bytes.len()
+            }
+            _ => true,
+        };
+        if done {
+            self.out = Out::None;
+        }
     }
 
     /// Where the current request's head ends in `rbuf`.
@@ -682,8 +723,9 @@ impl Conn {
                 log::error!("{}: dropping invalid response header field {:?}", self.peer, name.as_str());
             }
         }
+        let body_len = response.body().len();
         if status.allows_body() {
-            w.content_length(response.body().len());
+            w.content_length(body_len);
         }
         w.finish(persistence);
         let body = response.take_body();
@@ -702,8 +744,9 @@ impl Conn {
             Body::Multipart(parts) => Out::Multipart(parts),
         };
         // Small bodies join the head in the write buffer: one write. A file for
-        // sendfile(2) follows the head without a copy (the head is sent with MSG_MORE).
-        if !x.sends_file() {
+        // sendfile(2) follows the head without a copy (the head is sent with
+        // MSG_MORE), and so does a larger body in memory (with writev).
+        if !x.sends_file() && (body_len <= COPY_MAX as u64 || !x.has_body_in_memory()) {
             if let Err(e) = fill(x) {
                 log::error!("{}: reading the response body: {e}", self.peer);
                 self.keep_alive = false;
@@ -767,6 +810,9 @@ impl Conn {
     /// Makes one step of output: refills the write buffer or writes it once.
     /// `Ok(false)` when the socket would block.
     fn write_some(&mut self, x: &mut Exchange, shared: &mut Shared) -> Result<bool, Flow> {
+        if x.has_body_in_memory() {
+            return self.write_with_body(x, shared);
+        }
         if x.wpos as usize == x.wbuf.len() {
             if let Out::File { file, offset, left } = &mut x.out {
                 if *left >= SENDFILE_MIN {
@@ -801,6 +847,40 @@ impl Conn {
         match written {
             Ok(n) => {
                 x.wpos += n as u32;
+                shared.counters.sent(n as u64);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.write_ready = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => {
+                log_io_error(self.peer, "writing", &e, &shared.counters);
+                Err(Flow::Close)
+            }
+        }
+    }
+
+    /// [`Conn::write_some`] for a body in memory: what is left in the write buffer
+    /// and up to a send budget of the body, in one writev(2), without copying the body.
+    fn write_with_body(&mut self, x: &mut Exchange, shared: &mut Shared) -> Result<bool, Flow> {
+        if !self.write_ready {
+            return Ok(false);
+        }
+        let pending = x.wbuf.get(x.wpos as usize..).unwrap_or_default();
+        let body = x.body_in_memory().unwrap_or_default();
+        let body = &body[..body.len().min(shared.config.send_budget.max(COPY_MAX))];
+        let written = if pending.is_empty() {
+            send_slices(&self.stream, &[body])
+        } else {
+            send_slices(&self.stream, &[pending, body])
+        };
+        match written {
+            Ok(n) => {
+                let from_buffer = n.min(pending.len());
+                x.wpos += from_buffer as u32;
+                x.sent_from_memory(n - from_buffer);
                 shared.counters.sent(n as u64);
                 Ok(true)
             }
@@ -943,10 +1023,34 @@ fn send_more(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Makes sure the write buffer is allocated.
+/// Writes `slices` in order with one sendmsg(2) (no SIGPIPE); bytes written.
+fn send_slices(stream: &TcpStream, slices: &[&[u8]]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+    for (v, s) in iov.iter_mut().zip(slices) {
+        *v = libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() };
+    }
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = slices.len().min(iov.len()) as _;
+    // SAFETY: every iovec points into a slice that outlives the call and is only
+    // read; the descriptor is open.
+    let n = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Makes sure the write buffer is allocated, and empties it once it is all sent.
 fn prepare_write_buffer(x: &mut Exchange, config: &Config) {
     if x.wbuf.capacity() == 0 {
         x.wbuf = Vec::with_capacity(config.write_buffer_bytes);
+    } else if x.wpos as usize == x.wbuf.len() {
+        x.wbuf.clear();
+        x.wpos = 0;
     }
 }
 

@@ -308,6 +308,40 @@ fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
 }
 
 #[test]
+fn pipelined_responses_with_bodies_sent_from_memory_arrive_whole_and_in_order() {
+    let root = site();
+    // Kept in memory by the file cache, and too large to be copied behind its head:
+    // sent from the cache in the same writev as the head (and the heads before it).
+    let big: Vec<u8> = (0..48 * 1024).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("big.bin"), &big).unwrap();
+    let server = TestServer::with_root(root.path());
+    let paths = ["/big.bin", "/style.css", "/big.bin", "/big.bin", "/style.css"];
+    let mut batch = String::new();
+    for (i, path) in paths.iter().enumerate() {
+        batch.push_str(&if i + 1 == paths.len() { get_close(path) } else { get_req(path) });
+    }
+    // Twice: the first batch fills the cache, the second is answered from it.
+    for round in 0..2 {
+        // A small receive buffer: the server's writes stop part-way, in heads and bodies.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut c = Client::from_stream(socket.into());
+        c.send(&batch);
+        for path in paths {
+            let r = c.recv();
+            assert_eq!(r.status, 200, "round {round}: {path}");
+            if path == "/big.bin" {
+                assert!(r.body == big, "round {round}: corrupt body of {} bytes", r.body.len());
+            } else {
+                assert_serves(&r, path);
+            }
+        }
+        c.expect_eof();
+    }
+}
+
+#[test]
 fn pipelined_batch_split_anywhere_is_completed_by_the_next_write() {
     let root = site();
     let server = TestServer::with_root(root.path());
