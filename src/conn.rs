@@ -844,22 +844,9 @@ impl Conn {
         let more_max = if lowat == 0 { MORE_MAX } else { MORE_MAX.min(lowat / 2) };
         let more = x.sends_file() && pending.len() <= more_max;
         let written = if more { send_more(&self.stream, pending) } else { self.stream.write(pending) };
-        match written {
-            Ok(n) => {
-                x.wpos += n as u32;
-                shared.counters.sent(n as u64);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.write_ready = false;
-                Ok(false)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
-            Err(e) => {
-                log_io_error(self.peer, "writing", &e, &shared.counters);
-                Err(Flow::Close)
-            }
-        }
+        let Some(n) = self.written(written, shared)? else { return Ok(false) };
+        x.wpos += n as u32;
+        Ok(true)
     }
 
     /// [`Conn::write_some`] for a body in memory: what is left in the write buffer
@@ -876,19 +863,28 @@ impl Conn {
         } else {
             send_slices(&self.stream, &[pending, body])
         };
-        match written {
+        let pending = pending.len();
+        let Some(n) = self.written(written, shared)? else { return Ok(false) };
+        let from_buffer = n.min(pending);
+        x.wpos += from_buffer as u32;
+        x.sent_from_memory(n - from_buffer);
+        Ok(true)
+    }
+
+    /// What a write to the socket came to: the bytes written (counted), `None`
+    /// when it would block, or the flow after an error (logged).
+    #[inline]
+    fn written(&mut self, result: io::Result<usize>, shared: &mut Shared) -> Result<Option<usize>, Flow> {
+        match result {
             Ok(n) => {
-                let from_buffer = n.min(pending.len());
-                x.wpos += from_buffer as u32;
-                x.sent_from_memory(n - from_buffer);
                 shared.counters.sent(n as u64);
-                Ok(true)
+                Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.write_ready = false;
-                Ok(false)
+                Ok(None)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
             Err(e) => {
                 log_io_error(self.peer, "writing", &e, &shared.counters);
                 Err(Flow::Close)
