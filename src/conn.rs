@@ -858,11 +858,7 @@ impl Conn {
         let pending = x.wbuf.get(x.wpos as usize..).unwrap_or_default();
         let body = x.body_in_memory().unwrap_or_default();
         let body = &body[..body.len().min(shared.config.send_budget.max(COPY_MAX))];
-        let written = if pending.is_empty() {
-            send_slices(&self.stream, &[body])
-        } else {
-            send_slices(&self.stream, &[pending, body])
-        };
+        let written = send_both(&self.stream, pending, body);
         let pending = pending.len();
         let Some(n) = self.written(written, shared)? else { return Ok(false) };
         let from_buffer = n.min(pending);
@@ -1019,17 +1015,15 @@ fn send_more(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Writes `slices` in order with one sendmsg(2) (no SIGPIPE); bytes written.
-fn send_slices(stream: &TcpStream, slices: &[&[u8]]) -> io::Result<usize> {
+/// Writes `first` then `second` (either may be empty) with one sendmsg(2), no
+/// SIGPIPE; bytes written.
+fn send_both(stream: &TcpStream, first: &[u8], second: &[u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
-    for (v, s) in iov.iter_mut().zip(slices) {
-        *v = libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() };
-    }
+    let mut iov = [first, second].map(|s| libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() });
     // SAFETY: msghdr is plain data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = slices.len().min(iov.len()) as _;
+    msg.msg_iovlen = iov.len() as _;
     // SAFETY: every iovec points into a slice that outlives the call and is only
     // read; the descriptor is open.
     let n = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
