@@ -441,6 +441,28 @@ fn send_timeout_closes_a_client_that_stops_reading() {
     assert_ne!(end, End::Timeout, "the stalled connection is still open on the client side");
 }
 
+#[test]
+fn send_timeout_closes_a_client_that_stops_reading_a_body_in_memory() {
+    use spindle::{Body, Request, Response, Router, StatsHandle, Status};
+    let len = 32 * MIB;
+    let body: Arc<[u8]> = vec![7u8; len as usize].into();
+    let router = Router::new()
+        .get("/big", move |_: &Request<'_>| Response::new(Status::OK).with_body(Body::Shared(body.clone())));
+    let stats = StatsHandle::new();
+    let config = Config { send_timeout: ms(300), ..Config::default() };
+    let server = TestServer::with_stats(router, config, stats.clone());
+    let mut stalled = connect(server.addr);
+    stalled.write_all(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    // Sent from memory until the socket is full, then given up on after send_timeout.
+    assert!(wait_for(ms(5000), || stats.read().timeouts.send == 1), "no send timeout: {:?}", stats.read());
+    assert!(wait_for(ms(2000), || stats.read().connections() == 0), "still open: {:?}", stats.read());
+    stalled.set_read_timeout(Some(ms(3000))).unwrap();
+    let (start, total, end) = drain(&mut stalled, 16);
+    assert!(start.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&start));
+    assert!(total < len, "the whole {total}-byte body arrived although the client did not read");
+    assert_ne!(end, End::Timeout, "the stalled connection is still open on the client side");
+}
+
 // ---- the connection limit ---------------------------------------------------------------
 
 #[test]

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Token, Waker};
-use spindle::{Config, Control, EventLoop, Router, Server, StaticFiles};
+use spindle::{Config, Control, EventLoop, Router, Server, StaticFiles, StatsHandle};
 
 /// Upper bound for any single client read or write in tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +33,12 @@ impl TestServer {
 
     /// Serves `router` with `config` on 127.0.0.1:0.
     pub fn with_router(router: Router, config: Config) -> TestServer {
-        let mut server = Server::new(config, router);
+        TestServer::with_stats(router, config, StatsHandle::new())
+    }
+
+    /// Serves `router` with `config` on 127.0.0.1:0, counting into `stats`.
+    pub fn with_stats(router: Router, config: Config, stats: StatsHandle) -> TestServer {
+        let mut server = Server::with_stats(config, router, stats);
         let addr = server.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
         let mut event_loop = EventLoop::new(server).expect("event loop");
         let waker = Arc::new(Waker::new(event_loop.registry(), Token(1)).expect("waker"));
