@@ -21,8 +21,9 @@ const MAX_ENTRIES: usize = 1024;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Most descriptors kept open.
 const MAX_DESCRIPTORS: usize = 128;
-/// A descriptor not confirmed for this long is closed when another file is
-/// cached (so that a deleted file's space is not held for ever).
+/// A descriptor not confirmed for this long beyond the revalidation interval is
+/// closed when another file is cached (so that a deleted file's space is not
+/// held for ever). A hot file is confirmed at least once per interval.
 const INACTIVE: Duration = Duration::from_secs(60);
 
 /// What identifies one version of a file: a change to any of these is a new file.
@@ -143,9 +144,16 @@ pub(crate) struct FileCache {
     entries: rustc_hash::FxHashMap<Box<[u8]>, Entry>,
     bytes: usize,
     descriptors: usize,
+    /// How long entries are trusted before they are checked again.
+    revalidate_after: Duration,
 }
 
 impl FileCache {
+    /// An empty cache whose entries are checked again after `revalidate_after`.
+    pub(crate) fn new(revalidate_after: Duration) -> FileCache {
+        FileCache { revalidate_after, ..FileCache::default() }
+    }
+
     /// The entry for `key`.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         self.entries.get_mut(key)
@@ -176,7 +184,8 @@ impl FileCache {
         self.remove(key);
         let descriptor = entry.contents.is_descriptor();
         if descriptor {
-            self.close_descriptors(|e| e.checked.elapsed() >= INACTIVE);
+            let inactive = INACTIVE.saturating_add(self.revalidate_after);
+            self.close_descriptors(|e| e.checked.elapsed() >= inactive);
             while self.descriptors >= MAX_DESCRIPTORS {
                 let Some(victim) =
                     self.entries.iter().find(|(_, e)| e.contents.is_descriptor()).map(|(k, _)| k.clone())
@@ -295,5 +304,17 @@ mod tests {
         assert!(cache.get_mut(b"stale").is_none());
         assert!(cache.get_mut(b"fresh").is_some());
         assert_eq!(cache.descriptors, 1);
+    }
+
+    #[test]
+    fn descriptors_within_a_long_revalidation_interval_are_not_inactive() {
+        // Confirmed INACTIVE ago, but trusted for two minutes: a hot file, kept open.
+        let mut cache = FileCache::new(Duration::from_secs(120));
+        let mut hot = descriptor();
+        hot.checked = Stamp(Stamp::now().0.saturating_sub(INACTIVE));
+        cache.insert(b"hot", hot);
+        cache.insert(b"other", descriptor());
+        assert!(cache.get_mut(b"hot").is_some());
+        assert_eq!(cache.descriptors, 2);
     }
 }

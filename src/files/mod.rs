@@ -109,7 +109,7 @@ impl StaticFiles {
     /// 128 descriptors, closed after a quiet spell or when descriptors run out),
     /// revalidated against the file system with one `statx` (on by default).
     pub fn file_cache(mut self, on: bool) -> StaticFiles {
-        self.cache = on.then(RefCell::default);
+        self.cache = on.then(|| RefCell::new(cache::FileCache::new(self.revalidate_after)));
         self
     }
 
@@ -119,6 +119,9 @@ impl StaticFiles {
     /// second late (nginx's `open_file_cache_valid`).
     pub fn revalidate_after(mut self, interval: std::time::Duration) -> StaticFiles {
         self.revalidate_after = interval;
+        if let Some(cache) = &mut self.cache {
+            *cache.get_mut() = cache::FileCache::new(interval);
+        }
         self
     }
 
