@@ -110,13 +110,17 @@ impl Spawned {
         let pipe = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                // Kept before it is announced: once `start_with` has the address,
+                // `stderr()` holds the line that gave it.
+                {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or("");
                     let _ = tx.send(addr.parse::<SocketAddr>().ok());
                 }
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
             }
         });
         let mut addrs = Vec::new();
