@@ -284,7 +284,7 @@ fn clients_that_accept_codings_are_answered_from_the_cache_when_there_is_no_sibl
     let from_cache = get_compressible(server.addr, "/style.css");
     assert_eq!(from_cache.text(), from_file.text(), "not answered from the cache");
     assert_eq!(fields(&from_cache), fields(&from_file));
-    assert_eq!(from_cache.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(from_cache.header("vary"), None, "nothing to negotiate, yet Vary");
     assert_eq!(from_cache.header("content-encoding"), None);
 }
 
@@ -361,6 +361,53 @@ fn a_sibling_that_appears_or_goes_is_noticed_at_once_by_default() {
     std::fs::remove_file(&sibling).unwrap();
     let again = get_compressible(server.addr, "/style.css");
     assert_eq!((again.header("content-encoding"), again.text()), (None, identity.text()));
+}
+
+#[test]
+fn vary_follows_the_siblings_for_every_client() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    let varies = |r: &Response| r.header("vary") == Some("Accept-Encoding");
+    let plain = || get(server.addr, "/style.css");
+    // Cached without a sibling: no Vary for either kind of client.
+    for _ in 0..2 {
+        assert!(!varies(&plain()));
+        assert!(!varies(&get_compressible(server.addr, "/style.css")));
+    }
+    // A sibling appears: clients that accept no coding (whose answers a shared
+    // cache may store) get Vary within a second, without another client's help.
+    let sibling = root.path().join("style.css.gz");
+    std::fs::write(&sibling, b"pretend gzip").unwrap();
+    assert!(wait_for(Duration::from_secs(5), || varies(&plain())), "no Vary beside a new sibling");
+    let r = plain();
+    assert_eq!((r.header("content-encoding"), r.text()), (None, "body { color: black }\n".into()));
+    let tag = r.header("etag").unwrap().to_owned();
+    let not_modified = get_with(server.addr, "/style.css", &format!("If-None-Match: {tag}\r\n"));
+    assert_eq!((not_modified.status, varies(&not_modified)), (304, true), "the 304 lacks its 200's Vary");
+    let gzip = get_compressible(server.addr, "/style.css");
+    assert_eq!((gzip.header("content-encoding"), varies(&gzip)), (Some("gzip"), true));
+    // Gone again: Vary goes within a second for plain clients, at once for the others.
+    std::fs::remove_file(&sibling).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !varies(&plain())), "Vary stayed without a sibling");
+    std::fs::write(&sibling, b"pretend gzip").unwrap();
+    assert!(wait_for(Duration::from_secs(5), || varies(&plain())));
+    std::fs::remove_file(&sibling).unwrap();
+    let identity = get_compressible(server.addr, "/style.css");
+    assert_eq!((identity.header("content-encoding"), varies(&identity)), (None, false));
+}
+
+#[test]
+fn vary_is_trusted_as_long_as_the_file() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));
+    let before = get(server.addr, "/style.css");
+    assert_eq!(before.header("vary"), None);
+    std::fs::write(root.path().join("style.css.gz"), b"pretend gzip").unwrap();
+    // Within the hour both clients get the cached answer: the file, without Vary.
+    for r in [get(server.addr, "/style.css"), get_compressible(server.addr, "/style.css")] {
+        assert_eq!(fields(&r), fields(&before));
+        assert_eq!(r.text(), before.text());
+    }
 }
 
 /// A GET of `path` with these extra header lines.

@@ -918,6 +918,33 @@ fn variants_have_distinct_etags_even_with_equal_size_and_mtime() {
 }
 
 #[test]
+fn vary_only_where_a_sibling_exists() {
+    let site = Site::new();
+    for server in [site.serve(), site.serve_with(|f| f.file_cache(false))] {
+        let addr = server.addr;
+        // Twice each: from the file, then from the cache when there is one.
+        for _ in 0..2 {
+            for accept in [None, Some("gzip, deflate, br")] {
+                let mut headers: Vec<(&str, &str)> = accept.map(|a| ("Accept-Encoding", a)).into_iter().collect();
+                let r = get_and_head(addr, "/pattern.bin", &headers, 200);
+                assert!(!varies_on_encoding(&r), "{accept:?}: Vary with no sibling: {}", summary(&r));
+                let tag = etag(&r);
+                headers.push(("If-None-Match", &tag));
+                let r = get_and_head(addr, "/pattern.bin", &headers, 304);
+                assert!(!varies_on_encoding(&r), "{accept:?}: 304: {}", summary(&r));
+                headers.pop();
+                headers.push(("Range", "bytes=0-3"));
+                let r = get_and_head(addr, "/pattern.bin", &headers, 206);
+                assert!(!varies_on_encoding(&r), "{accept:?}: 206: {}", summary(&r));
+                // A file with a sibling varies for every client, whatever it is sent.
+                let r = get_and_head(addr, "/app.js", &headers[..headers.len() - 1], 200);
+                assert!(varies_on_encoding(&r), "{accept:?}: app.js: {}", summary(&r));
+            }
+        }
+    }
+}
+
+#[test]
 fn precompressed_off_serves_identity_without_vary() {
     let site = Site::new();
     let server = site.serve_with(|f| f.precompressed(false));

@@ -107,6 +107,13 @@ pub(crate) struct Siblings {
     pub found: [Option<Identity>; Coding::ALL.len()],
 }
 
+impl Siblings {
+    /// Whether any sibling is present (its file's responses then carry `Vary: Accept-Encoding`).
+    pub(crate) fn any(&self) -> bool {
+        self.found.iter().any(Option::is_some)
+    }
+}
+
 /// Makes a file's key (its normalised path and a trailing-slash byte, 0 or 1)
 /// the key of its sibling in coding `c`: a byte above those two, so no file's
 /// key is also a sibling's.
@@ -133,7 +140,12 @@ impl Stamp {
 
     /// Time since `self` (zero if the clock reads earlier).
     pub(crate) fn elapsed(self) -> Duration {
-        Stamp::now().0.saturating_sub(self.0)
+        Stamp::now().since(self)
+    }
+
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub(crate) fn since(self, earlier: Stamp) -> Duration {
+        self.0.saturating_sub(earlier.0)
     }
 }
 

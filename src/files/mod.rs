@@ -166,10 +166,11 @@ impl StaticFiles {
         let mime = HeaderValue::mime(found.mime, found.text);
         let headers = req.headers();
         let range = headers.get_bytes("range");
+        let siblings = self.precompressed.then(|| self.siblings(path));
         let mut sibling = None;
-        if self.precompressed && range.is_none() {
+        if let (Some(siblings), None) = (siblings, range) {
             if let Some(accept) = headers.get_bytes("accept-encoding") {
-                for c in encoding::acceptable(accept) {
+                for c in encoding::acceptable(accept).filter(|c| siblings.found[c.index()].is_some()) {
                     let len = path.len();
                     path.extend_from_slice(c.suffix());
                     let opened = self.root.open_file(path);
@@ -181,13 +182,14 @@ impl StaticFiles {
                 }
             }
         }
+        let vary = siblings.is_some_and(|s| s.any());
         // The file itself is cached beside the sibling sent instead: its entry
         // holds what is known of the siblings.
         let (file, coding) = match sibling {
             Some((opened, c)) => {
                 if cacheable {
                     let validators = Validators::new(found.len, found.modified, "");
-                    self.remember(found, path, &mime, &validators, None);
+                    self.remember(found, path, &mime, &validators, None, siblings);
                 }
                 (opened, Some(c))
             }
@@ -205,9 +207,14 @@ impl StaticFiles {
                     _ => RangeRequest::Whole,
                 };
                 match ranges {
-                    RangeRequest::Whole if cacheable => {
-                        Response::new(Status::OK).with_body(self.remember(file, path, &mime, &validators, coding))
-                    }
+                    RangeRequest::Whole if cacheable => Response::new(Status::OK).with_body(self.remember(
+                        file,
+                        path,
+                        &mime,
+                        &validators,
+                        coding,
+                        siblings,
+                    )),
                     RangeRequest::Whole => {
                         Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
                     }
@@ -240,7 +247,7 @@ impl StaticFiles {
                         }
                         parts.push_bytes(format!("\r\n--{boundary}--\r\n").into_bytes());
                         let mut response = Response::new(Status(206));
-                        self.file_headers(&mut response, &validators, None);
+                        self.file_headers(&mut response, &validators, None, vary);
                         return response
                             .with_header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
                             .with_body(Body::Multipart(parts));
@@ -251,7 +258,7 @@ impl StaticFiles {
         if response.status_code() != Status(304) {
             response.set_header("Content-Type", mime);
         }
-        self.file_headers(&mut response, &validators, coding);
+        self.file_headers(&mut response, &validators, coding, vary);
         response
     }
 
@@ -277,25 +284,43 @@ impl StaticFiles {
         let entry = cache.get_mut(&key)?;
         let stale =
             |checked: cache::Stamp| self.revalidate_after.is_zero() || checked.elapsed() >= self.revalidate_after;
-        if stale(entry.checked) {
+        let revalidated = stale(entry.checked);
+        if revalidated {
             if self.root.identity(&entry.path) != Some(entry.identity) {
                 cache.remove_file(&mut key);
                 return None;
             }
             entry.checked = cache::Stamp::now();
         }
-        let accept = headers.get_bytes("accept-encoding").filter(|_| self.precompressed && range.is_none());
-        let sibling = accept.and_then(|accept| {
-            let mut acceptable = encoding::acceptable(accept).peekable();
-            acceptable.peek()?;
-            let mut siblings = entry.siblings?;
-            if stale(siblings.checked) {
+        // The codings the client accepts that may be served, if any.
+        let acceptable =
+            headers.get_bytes("accept-encoding").filter(|_| self.precompressed && range.is_none()).and_then(|accept| {
+                let mut acceptable = encoding::acceptable(accept).peekable();
+                acceptable.peek()?;
+                Some(acceptable)
+            });
+        if let Some(known) = entry.siblings {
+            // Looked for as often as the file when the client may be sent one;
+            // otherwise only `Vary` depends on them: with the file, at most once a second.
+            let due = match acceptable {
+                Some(_) => stale(known.checked),
+                None => revalidated && entry.checked.since(known.checked) >= SIBLINGS_FOR_VARY,
+            };
+            if due {
                 let mut path = self.scratch.borrow_mut();
                 path.clear();
                 path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
-                siblings = self.siblings(&mut path);
-                entry.siblings = Some(siblings);
+                let now = self.siblings(&mut path);
+                if now.any() != known.any() {
+                    // `Vary` comes or goes: `serve` caches the file anew.
+                    cache.remove_file(&mut key);
+                    return None;
+                }
+                entry.siblings = Some(now);
             }
+        }
+        let sibling = acceptable.and_then(|mut acceptable| {
+            let siblings = entry.siblings?;
             acceptable.find_map(|c| Some((c, siblings.found[c.index()]?, siblings.checked)))
         });
         let entry = match sibling {
@@ -345,8 +370,9 @@ impl StaticFiles {
 
     /// Keeps a file in the open-file cache (under the key `answer_from_cache`
     /// left, or its sibling's key for `coding`): a small one's contents, a larger
-    /// one's descriptor. `path` is the file's own path below the root. Returns the
-    /// body of a 200 for it, cached or not.
+    /// one's descriptor. `path` is the file's own path below the root, and
+    /// `siblings` its precompressed siblings as just looked for (`None` when
+    /// they are off). Returns the body of a 200 for it, cached or not.
     fn remember(
         &self,
         file: OpenFile,
@@ -354,6 +380,7 @@ impl StaticFiles {
         content_type: &HeaderValue,
         validators: &Validators,
         coding: Option<Coding>,
+        siblings: Option<cache::Siblings>,
     ) -> Body {
         let uncached = |file: OpenFile| Body::File { file: file.file, offset: 0, len: file.len };
         let Some(cache) = &self.cache else { return uncached(file) };
@@ -366,9 +393,12 @@ impl StaticFiles {
             return uncached(file);
         }
         if coding.is_none() {
-            // Cached already (a client was sent a sibling, or could not be): kept as it is.
+            // Cached already (a client was sent a sibling, or could not be): kept,
+            // with the siblings just found, unless they change its `Vary`.
             let mut cache = cache.borrow_mut();
-            if let Some(cached) = cache.get_mut(&self.key.borrow()).filter(|e| e.identity == identity) {
+            let same_vary = |e: &cache::Entry| e.siblings.map(|s| s.any()) == siblings.map(|s| s.any());
+            if let Some(cached) = cache.get_mut(&self.key.borrow()).filter(|e| e.identity == identity && same_vary(e)) {
+                cached.siblings = siblings;
                 return body(&cached.contents, identity.len);
             }
         }
@@ -382,18 +412,18 @@ impl StaticFiles {
             cache::Contents::Descriptor(Arc::new(file.file))
         };
         let mut file_path = path.to_vec();
-        let siblings = (self.precompressed && coding.is_none()).then(|| self.siblings(&mut file_path));
         if let Some(c) = coding {
             file_path.extend_from_slice(c.suffix());
         }
         file_path.push(0);
         // The fields answers from the cache carry, as `serve` writes them: a 200
         // with the type first, a 304 without it.
+        let vary = siblings.is_some_and(|s| s.any());
         let mut ok = Response::new(Status::OK);
         ok.append_header(known::CONTENT_TYPE, content_type.clone());
-        self.file_headers(&mut ok, validators, coding);
+        self.file_headers(&mut ok, validators, coding, vary);
         let mut not_modified = Response::new(Status(304));
-        self.file_headers(&mut not_modified, validators, coding);
+        self.file_headers(&mut not_modified, validators, coding, vary);
         let entry = cache::Entry {
             path: file_path.into(),
             identity,
@@ -402,7 +432,7 @@ impl StaticFiles {
             ok_fields: SharedFields::new(ok.fields().1),
             not_modified_fields: SharedFields::new(not_modified.fields().1),
             checked: cache::Stamp::now(),
-            siblings,
+            siblings: siblings.filter(|_| coding.is_none()),
         };
         let answer = body(&entry.contents, identity.len);
         let mut key = self.key.borrow_mut();
@@ -444,15 +474,16 @@ impl StaticFiles {
         self.cache.as_ref().is_some_and(|cache| cache.borrow_mut().close_descriptors(|_| true))
     }
 
-    /// The headers every file response (200, 206, 304) carries.
+    /// The headers every file response (200, 206, 304) carries: `Vary:
+    /// Accept-Encoding` when the file has a precompressed sibling (`vary`) or is one.
     /// `response` is fresh: the fields are appended, not looked for first.
-    fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>) {
+    fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>, vary: bool) {
         response.append_header(known::ETAG, v.etag.clone());
         response.append_header(known::LAST_MODIFIED, v.last_modified());
         if let Some(cc) = &self.cache_control {
             response.append_header(known::CACHE_CONTROL, HeaderValue::from(cc.clone()));
         }
-        if self.precompressed {
+        if vary || coding.is_some() {
             response.append_header(known::VARY, known::ACCEPT_ENCODING);
         }
         match coding {
@@ -530,6 +561,12 @@ impl StaticFiles {
         }
     }
 }
+
+/// How often at most a cached file's precompressed siblings are looked for when
+/// the file is revalidated for clients that accept no coding (only `Vary`
+/// depends on them then): so `Vary` follows within this or the revalidation
+/// interval, whichever is longer.
+const SIBLINGS_FOR_VARY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Scratch space (paths, keys) kept between requests when idle.
 const SCRATCH_KEPT: usize = 4096;
