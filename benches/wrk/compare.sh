@@ -1,50 +1,108 @@
 #!/usr/bin/env bash
-# spindle beside nginx (worker_processes 1) under wrk: each server pinned to CPU 1,
-# wrk -t1 pinned to CPU 0, the same files, one server at a time, rounds interleaved.
-# Prints requests/s (or MB/s) per scenario and the ratio spindle / nginx.
+# spindle beside nginx (worker_processes 1) and, when installed, lighttpd (one
+# process) and h2o (one thread) under wrk: each server pinned to CPU 1, wrk -t1
+# pinned to CPU 0, the same files, one server at a time, rounds interleaved.
+# Prints, per scenario, requests/s (or MB/s), the same per second of server CPU
+# (one wrk thread is often the bottleneck, so this is what tells servers apart),
+# and the ratios spindle / each other server, then keep-alive latency by round.
+# Each server serves files and listings with its defaults, no access log and long
+# keep-alive; spindle trusts cached files for a second (--file-cache-valid 1).
 #
-#   benches/wrk/compare.sh [--rounds N] [--duration SECONDS]
+#   benches/wrk/compare.sh [--rounds N] [--duration SECONDS] [--servers "spindle nginx ..."]
 #
-# Needs wrk and nginx (apt-get install wrk nginx) and 2+ CPUs. Traffic: 127.0.0.1 only.
+# Needs wrk, curl and nginx (apt-get install wrk curl nginx; lighttpd and h2o are optional)
+# and 2+ CPUs. Traffic: 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-rounds=3 duration=10
+rounds=3 duration=10 servers=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--duration SECONDS]" >&2; exit 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--servers \"spindle nginx lighttpd h2o\"]" >&2; exit 2 ;;
   esac
 done
-for tool in wrk nginx taskset; do
+for tool in wrk curl nginx taskset; do
   command -v "$tool" >/dev/null || { echo "$0: $tool is needed (apt-get install wrk nginx)" >&2; exit 1; }
 done
+if [ -z "$servers" ]; then
+  servers="spindle nginx"
+  for s in lighttpd h2o; do
+    if command -v "$s" >/dev/null; then servers+=" $s"; else echo "$0: $s not installed, left out" >&2; fi
+  done
+fi
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/www"
-chmod 755 "$work" # nginx's workers run as an unprivileged user
+mkdir -p "$work/www/list" "$work/run"
+chmod 755 "$work" "$work/www" "$work/www/list" # the servers' workers may run as an unprivileged user
+chmod 777 "$work/run"
 head -c 1024 /dev/zero | tr '\0' 'a' > "$work/www/index.html"
 head -c 102400 /dev/urandom > "$work/www/100k.bin"
+for i in $(seq 1000); do printf 'file %d\n' "$i" > "$work/www/list/file-$i.txt"; done
+chmod -R a+r "$work/www"
 lua="benches/wrk"
+port=18180
 
 cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx-error.log;
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/run/nginx-error.log;
 events { worker_connections 10000; }
 http {
   access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000000; keepalive_timeout 120s;
-  types { text/html html; application/octet-stream bin; }
-  server { listen 127.0.0.1:18180; root $work/www; }
+  types { text/html html; text/plain txt; application/octet-stream bin; }
+  server { listen 127.0.0.1:$port; root $work/www; autoindex on; }
 }
 CONF
+cat > "$work/lighttpd.conf" <<CONF
+server.modules = ( "mod_dirlisting" )
+server.document-root = "$work/www"
+server.bind = "127.0.0.1"
+server.port = $port
+server.errorlog = "$work/run/lighttpd-error.log"
+server.event-handler = "linux-sysepoll"
+server.network-backend = "sendfile"
+server.max-worker = 0
+server.max-keep-alive-requests = 65535
+server.max-keep-alive-idle = 120
+index-file.names = ( "index.html" )
+dir-listing.activate = "enable"
+mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain", "" => "application/octet-stream" )
+CONF
+cat > "$work/h2o.conf" <<CONF
+num-threads: 1
+http1-request-timeout: 120
+error-log: $work/run/h2o-error.log
+pid-file: $work/run/h2o.pid
+listen:
+  host: 127.0.0.1
+  port: $port
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $work/www
+        file.dirlisting: ON
+CONF
+# Run as root, lighttpd and h2o would switch to an unprivileged user.
+if [ "$(id -u)" = 0 ]; then
+  printf 'server.username = "nobody"\nserver.groupname = "nogroup"\n' >> "$work/lighttpd.conf"
+  printf 'user: nobody\n' >> "$work/h2o.conf"
+fi
 
+pid=""
 start() { # name
   case "$1" in
-    spindle) taskset -c 1 target/release/spindle --listen 127.0.0.1:18180 --access-log off --idle-timeout 120 --file-cache-valid 1 "$work/www" 2>"$work/spindle.log" & ;;
+    spindle) taskset -c 1 target/release/spindle --listen "127.0.0.1:$port" --access-log off --idle-timeout 120 \
+      --listing --file-cache-valid 1 "$work/www" 2>"$work/run/spindle.log" & ;;
     nginx) taskset -c 1 nginx -c "$work/nginx.conf" & ;;
+    lighttpd) taskset -c 1 lighttpd -D -f "$work/lighttpd.conf" & ;;
+    h2o) taskset -c 1 h2o -m worker -c "$work/h2o.conf" >/dev/null 2>&1 & ;;
+    *) echo "$0: unknown server $1" >&2; exit 2 ;;
   esac
+  pid=$!
   for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/18180) 2>/dev/null; then return; fi
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then return; fi
     sleep 0.05
   done
   echo "$1 did not start" >&2; exit 1
@@ -53,43 +111,91 @@ stop() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
 }
+# CPU time (clock ticks) of the server and its worker processes so far.
+cpu_ticks() {
+  local total=0 p
+  for p in $pid $(pgrep -P "$pid" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
 
-# scenario: name, wrk arguments, metric (rps or MBps)
+# scenario: name | connections | path | how (keep-alive, pipelined, close) | metric (rps or MBps)
 scenarios=(
-  "keepalive-1k|-c50 http://127.0.0.1:18180/index.html|rps"
-  "pipelined16-1k|-c50 -s $lua/pipeline.lua http://127.0.0.1:18180/index.html -- 16|rps"
-  "close-1k|-c50 -H Connection:close http://127.0.0.1:18180/index.html|rps"
-  "keepalive-100k|-c50 http://127.0.0.1:18180/100k.bin|MBps"
+  "keepalive-1k|50|/index.html|keep-alive|rps"
+  "pipelined16-1k|50|/index.html|pipelined|rps"
+  "close-1k|50|/index.html|close|rps"
+  "keepalive-100k|50|/100k.bin|keep-alive|MBps"
+  "listing-1000|10|/list/|keep-alive|rps"
 )
-declare -A results
+declare -A results per_cpu latency
 for round in $(seq "$rounds"); do
-  for server in spindle nginx; do
+  for server in $servers; do
     start "$server"
-    taskset -c 0 wrk -t1 -c10 -d2s "http://127.0.0.1:18180/index.html" >/dev/null # warm-up
+    for s in "${scenarios[@]}"; do # every server must answer every path before it is measured
+      IFS='|' read -r name _ path _ _ <<<"$s"
+      status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path" || true)
+      [ "$status" = 200 ] || { echo "$0: $server answered $status to $path" >&2; exit 1; }
+    done
+    taskset -c 0 wrk -t1 -c10 -d2s "http://127.0.0.1:$port/index.html" >/dev/null # warm-up
     for s in "${scenarios[@]}"; do
-      IFS='|' read -r name args metric <<<"$s"
-      # shellcheck disable=SC2086
-      case "$args" in *" -s "*) script=() ;; *) script=(-s "$lua/summary.lua") ;; esac
-      line=$(taskset -c 0 wrk -t1 -d"${duration}s" --timeout 5s "${script[@]}" $args | grep '^SUMMARY' || true)
+      IFS='|' read -r name conns path how metric <<<"$s"
+      args=(-c"$conns")
+      case "$how" in
+        pipelined) args+=(-s "$lua/pipeline.lua" "http://127.0.0.1:$port$path" -- 16) ;;
+        close) args+=(-s "$lua/summary.lua" -H "Connection: close" "http://127.0.0.1:$port$path") ;;
+        *) args+=(-s "$lua/summary.lua" "http://127.0.0.1:$port$path") ;;
+      esac
+      before=$(cpu_ticks)
+      line=$(taskset -c 0 wrk -t1 -d"${duration}s" --timeout 5s "${args[@]}" | grep '^SUMMARY' || true)
+      cpu=$(( $(cpu_ticks) - before ))
       req=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
       secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")
       bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$line")
-      errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
-      [ "${errors:-0}" = 0 ] || echo "round $round $server $name: $errors errors" >&2
-      if [ "$metric" = rps ]; then value=$(awk -v r="$req" -v s="$secs" 'BEGIN{printf "%.0f", r/s}')
-      else value=$(awk -v b="$bytes" -v s="$secs" 'BEGIN{printf "%.0f", b/s/1e6}'); fi
+      errors=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+      status_errors=$(sed -n 's/.*status_errors=\([0-9]*\).*/\1/p' <<<"$line")
+      # Only successful answers count (lighttpd answers most listings under load with an
+      # error status).
+      [ "${errors:-0}" = 0 ] || echo "round $round $server $name: $errors errors, $status_errors of them error statuses (not counted)" >&2
+      if [ "$metric" = rps ]; then amount=$((req - ${status_errors:-0})); else amount=$(awk -v b="$bytes" 'BEGIN{printf "%.0f", b/1e6}'); fi
+      value=$(awk -v a="$amount" -v s="$secs" 'BEGIN{printf "%.0f", a/s}')
+      eff=$(awk -v a="$amount" -v c="$cpu" -v hz="$hz" 'BEGIN{ if (c > 0) printf "%.0f", a*hz/c; else print 0 }')
       results["$server|$name"]+="$value "
-      echo "round $round $server $name: $value $metric" >&2
+      per_cpu["$server|$name"]+="$eff "
+      if [ "$name" = keepalive-1k ]; then
+        latency["$server"]+="$(sed -n 's/.*p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1\/\2/p' <<<"$line") "
+      fi
+      echo "round $round $server $name: $value $metric, $eff per server CPU-second" >&2
     done
     stop
   done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-printf '\n| scenario | spindle | nginx (1 worker) | spindle / nginx |\n|---|---:|---:|---:|\n'
-for s in "${scenarios[@]}"; do
-  IFS='|' read -r name _ metric <<<"$s"
-  a=$(median <<<"${results[spindle|$name]}"); b=$(median <<<"${results[nginx|$name]}")
-  printf '| %s (%s) | %s | %s | %s |\n' "$name" "$metric" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')"
-done
-printf '\nMedians of %s interleaved rounds, %s s per run; server on CPU 1, wrk -t1 on CPU 0; %s.\n' "$rounds" "$duration" "$(nproc) CPUs, $(uname -r)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
+others=${servers/spindle/}
+table() { # title, array name
+  local -n values=$2
+  printf '\n%s\n\n| scenario |' "$1"
+  for s in $servers; do printf ' %s |' "$s"; done
+  for o in $others; do printf ' spindle / %s |' "$o"; done
+  printf '\n|---|'
+  for _ in $servers $others; do printf -- '---:|'; done
+  printf '\n'
+  for sc in "${scenarios[@]}"; do
+    IFS='|' read -r name _ _ _ metric <<<"$sc"
+    printf '| %s (%s) |' "$name" "$metric"
+    for s in $servers; do printf ' %s |' "$(median <<<"${values[$s|$name]:-}")"; done
+    a=$(median <<<"${values[spindle|$name]:-}")
+    for o in $others; do printf ' %s |' "$(ratio "$a" "$(median <<<"${values[$o|$name]:-}")")"; done
+    printf '\n'
+  done
+}
+table "Per second (MBps: MB per second):" results
+table "Per second of server CPU (what tells servers apart when wrk is the bottleneck):" per_cpu
+printf '\nLatency of keepalive-1k, p50/p99 ms, by round:\n\n'
+for s in $servers; do printf -- '- %s: %s\n' "$s" "${latency[$s]:-}"; done
+printf '\nMedians of %s interleaved rounds, %s s per run; server on CPU 1, wrk -t1 on CPU 0; %s.\n' \
+  "$rounds" "$duration" "$(nproc) CPUs, $(uname -r)"
