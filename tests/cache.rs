@@ -397,6 +397,20 @@ fn vary_follows_the_siblings_for_every_client() {
 }
 
 #[test]
+fn vary_follows_the_siblings_within_a_validity_interval() {
+    let root = site();
+    let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(Duration::from_millis(300)));
+    let varies = || get(server.addr, "/style.css").header("vary") == Some("Accept-Encoding");
+    assert!(!varies());
+    assert!(!varies());
+    let sibling = root.path().join("style.css.gz");
+    std::fs::write(&sibling, b"pretend gzip").unwrap();
+    assert!(wait_for(Duration::from_secs(5), varies), "no Vary beside a new sibling");
+    std::fs::remove_file(&sibling).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !varies()), "Vary stayed without a sibling");
+}
+
+#[test]
 fn vary_is_trusted_as_long_as_the_file() {
     let root = site();
     let server = serve(StaticFiles::new(root.path()).unwrap().revalidate_after(HOUR));

@@ -936,10 +936,30 @@ fn vary_only_where_a_sibling_exists() {
                 headers.push(("Range", "bytes=0-3"));
                 let r = get_and_head(addr, "/pattern.bin", &headers, 206);
                 assert!(!varies_on_encoding(&r), "{accept:?}: 206: {}", summary(&r));
+                headers.pop();
+                headers.push(("Range", "bytes=0-1,4-5"));
+                let r = get_and_head(addr, "/pattern.bin", &headers, 206);
+                assert!(!varies_on_encoding(&r), "{accept:?}: multipart 206: {}", summary(&r));
+                let r = get_and_head(addr, "/style.css", &headers, 206);
+                assert!(varies_on_encoding(&r), "{accept:?}: multipart 206 of style.css: {}", summary(&r));
                 // A file with a sibling varies for every client, whatever it is sent.
                 let r = get_and_head(addr, "/app.js", &headers[..headers.len() - 1], 200);
                 assert!(varies_on_encoding(&r), "{accept:?}: app.js: {}", summary(&r));
             }
+        }
+    }
+}
+
+#[test]
+fn a_directory_named_like_a_sibling_is_not_one() {
+    let site = Site::new();
+    std::fs::create_dir(site.root.join("pattern.bin.gz")).unwrap();
+    for server in [site.serve(), site.serve_with(|f| f.file_cache(false))] {
+        for _ in 0..2 {
+            let r = get_and_head(server.addr, "/pattern.bin", &[("Accept-Encoding", "gzip")], 200);
+            assert_eq!(r.body, pattern(PATTERN_LEN));
+            assert!(r.header("content-encoding").is_none(), "{}", summary(&r));
+            assert!(!varies_on_encoding(&r), "Vary for a directory: {}", summary(&r));
         }
     }
 }

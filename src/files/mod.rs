@@ -116,7 +116,9 @@ impl StaticFiles {
     /// How long a cached file is trusted before it is revalidated: zero (the
     /// default) checks on every request, so a change is served at once; a second
     /// saves that `statx` on hot files at the cost of serving a change up to a
-    /// second late (nginx's `open_file_cache_valid`).
+    /// second late (nginx's `open_file_cache_valid`). Its precompressed siblings
+    /// are looked for as often for clients that accept a coding; for the others
+    /// only `Vary` depends on them, and follows up to a second later than that.
     pub fn revalidate_after(mut self, interval: std::time::Duration) -> StaticFiles {
         self.revalidate_after = interval;
         if let Some(cache) = &mut self.cache {
@@ -440,8 +442,10 @@ impl StaticFiles {
         match coding {
             None => cache.insert(&key, entry),
             Some(c) => {
-                // The file's entry learns of this sibling, so the next client gets it from the cache.
-                let own = cache.get_mut(&key).and_then(|e| e.siblings.as_mut());
+                // The file's entry learns of this sibling, so the next client gets it
+                // from the cache; only if its fields carry `Vary` (it knew of siblings
+                // already), so that they keep agreeing with what it knows.
+                let own = cache.get_mut(&key).and_then(|e| e.siblings.as_mut()).filter(|s| s.any());
                 if let Some(siblings) = own {
                     siblings.found[c.index()] = Some(identity);
                 }
@@ -454,13 +458,18 @@ impl StaticFiles {
         answer
     }
 
-    /// The precompressed siblings of the file at `path` (below the root), looked
-    /// for now; `path` is extended and restored to look.
+    /// The precompressed siblings of the file at `path` (below the root): regular
+    /// files, looked for now (with `statx`, or by opening them where paths cannot
+    /// be checked without opening); `path` is extended and restored to look.
     fn siblings(&self, path: &mut Vec<u8>) -> cache::Siblings {
         let len = path.len();
         let found = Coding::ALL.map(|c| {
             path.truncate(len);
             path.extend_from_slice(c.suffix());
+            if !self.root.can_cache() {
+                let opened = self.root.open_file(path).ok()?;
+                return opened.file.metadata().ok().map(|meta| cache::Identity::of(&meta));
+            }
             path.push(0);
             self.root.identity(path)
         });
@@ -563,9 +572,9 @@ impl StaticFiles {
 }
 
 /// How often at most a cached file's precompressed siblings are looked for when
-/// the file is revalidated for clients that accept no coding (only `Vary`
-/// depends on them then): so `Vary` follows within this or the revalidation
-/// interval, whichever is longer.
+/// the file is revalidated for a client that accepts no coding (only `Vary`
+/// depends on them then): so `Vary` follows a sibling's coming or going within
+/// this plus the revalidation interval for such clients.
 const SIBLINGS_FOR_VARY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Scratch space (paths, keys) kept between requests when idle.
@@ -682,4 +691,30 @@ fn boundary(v: &Validators) -> String {
         hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("spindle-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siblings_are_regular_files_found_with_or_without_openat2() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.js"), "plain").unwrap();
+        std::fs::write(dir.path().join("a.js.gz"), "gzip").unwrap();
+        std::fs::create_dir(dir.path().join("a.js.br")).unwrap();
+        std::fs::write(dir.path().join("b.js"), "plain").unwrap();
+        std::fs::write(dir.path().join("b.js.br"), "brotli").unwrap();
+        for openat2 in [true, false] {
+            let mut files = StaticFiles::new(dir.path()).unwrap();
+            if !openat2 {
+                files.root = Root::open(dir.path()).unwrap().without_openat2();
+            }
+            let found = |name: &[u8]| files.siblings(&mut name.to_vec()).found.map(|f| f.map(|id| id.len));
+            // In `Coding::ALL` order: br, gzip. A directory named like a sibling is none.
+            assert_eq!(found(b"a.js"), [None, Some(4)], "openat2: {openat2}");
+            assert_eq!(found(b"b.js"), [Some(6), None], "openat2: {openat2}");
+            assert_eq!(found(b"c.js"), [None, None], "openat2: {openat2}");
+        }
+    }
 }

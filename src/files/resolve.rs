@@ -163,9 +163,10 @@ impl Root {
         Ok(OpenFile { file, len: meta.len(), modified, mime, text })
     }
 
-    /// The identity of the file at `rel` (NUL-terminated, below the root, symlinks
-    /// followed), or `None` when it cannot be had. Only when paths are resolved
-    /// with `openat2`: a cached file is trusted only while its identity holds.
+    /// The identity of the regular file at `rel` (NUL-terminated, below the root,
+    /// symlinks followed), or `None` when there is none or it cannot be had. Only
+    /// when paths are resolved with `openat2`: a cached file is trusted only while
+    /// its identity holds.
     pub(crate) fn identity(&self, rel: &[u8]) -> Option<super::cache::Identity> {
         if !self.beneath {
             return None;
@@ -175,13 +176,21 @@ impl Root {
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is NUL-terminated and `stx` a valid out-pointer.
         let rc = unsafe { libc::statx(self.root.as_raw_fd(), path.as_ptr(), 0, libc::STATX_BASIC_STATS, &mut stx) };
-        (rc == 0).then(|| super::cache::Identity {
+        let regular = u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
+        (rc == 0 && regular).then(|| super::cache::Identity {
             dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
             ino: stx.stx_ino,
             len: stx.stx_size,
             mtime: (stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
             ctime: (stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
         })
+    }
+
+    /// The same root, resolving paths as where `openat2` is unavailable.
+    #[cfg(test)]
+    pub(crate) fn without_openat2(mut self) -> Root {
+        self.beneath = false;
+        self
     }
 
     /// Whether files can be cached (their identity checked by path).
