@@ -396,6 +396,33 @@ fn vary_follows_the_siblings_for_every_client() {
     assert_eq!((identity.header("content-encoding"), varies(&identity)), (None, false));
 }
 
+/// Descriptors of this process (the server runs in it) open on `path`, deleted.
+fn held_open_deleted(path: &std::path::Path) -> usize {
+    let deleted = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy() == deleted)
+        .count()
+}
+
+#[test]
+fn a_deleted_sibling_is_not_held_open() {
+    let root = site();
+    std::fs::write(root.path().join("style.css.gz"), b"pretend gzip").unwrap();
+    let brotli = root.path().canonicalize().unwrap().join("style.css.br");
+    replace(&brotli, b'b', LARGE);
+    let server = serve(StaticFiles::new(root.path()).unwrap());
+    for _ in 0..2 {
+        assert_eq!(get_compressible(server.addr, "/style.css").header("content-encoding"), Some("br"));
+    }
+    std::fs::remove_file(&brotli).unwrap();
+    for _ in 0..2 {
+        assert_eq!(get_compressible(server.addr, "/style.css").header("content-encoding"), Some("gzip"));
+    }
+    assert_eq!(held_open_deleted(&brotli), 0, "the deleted sibling's descriptor is still cached");
+}
+
 #[test]
 fn vary_follows_the_siblings_within_a_validity_interval() {
     let root = site();

@@ -313,8 +313,10 @@ impl StaticFiles {
                 path.clear();
                 path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
                 let now = self.siblings(&mut path);
-                if now.any() != known.any() {
-                    // `Vary` comes or goes: `serve` caches the file anew.
+                if now.found != known.found {
+                    // A sibling came, went or changed (and `Vary` may with it): the
+                    // entries of the file and its siblings go (no descriptor of a
+                    // deleted sibling is kept), and `serve` caches what it sends anew.
                     cache.remove_file(&mut key);
                     return None;
                 }
