@@ -397,11 +397,14 @@ impl StaticFiles {
             return uncached(file);
         }
         if coding.is_none() {
-            // Cached already (a client was sent a sibling, or could not be): kept,
-            // with the siblings just found, unless they change its `Vary`.
+            // Cached already (a client was sent a sibling, or could not be): kept
+            // while it knows of the siblings just found (as `answer_from_cache`
+            // keeps it), with their new stamp.
             let mut cache = cache.borrow_mut();
-            let same_vary = |e: &cache::Entry| e.siblings.map(|s| s.any()) == siblings.map(|s| s.any());
-            if let Some(cached) = cache.get_mut(&self.key.borrow()).filter(|e| e.identity == identity && same_vary(e)) {
+            let same_siblings = |e: &cache::Entry| e.siblings.map(|s| s.found) == siblings.map(|s| s.found);
+            if let Some(cached) =
+                cache.get_mut(&self.key.borrow()).filter(|e| e.identity == identity && same_siblings(e))
+            {
                 cached.siblings = siblings;
                 return body(&cached.contents, identity.len);
             }
