@@ -18,6 +18,10 @@
 #
 #   benches/wrk/compare.sh [--rounds N] [--duration SECONDS] [--servers "spindle nginx ..."] [--paired]
 #
+# --servers may name `limit`, the canned-response floor of the shared benchmark
+# harness (../shared/bench/limit, or the binary in $LIMIT_BIN); it answers
+# anything with a 1 KiB body, so it runs the 1 KiB scenarios only.
+#
 # Needs wrk, curl and nginx (apt-get install wrk curl nginx; lighttpd and h2o are optional)
 # and 2+ CPUs. Traffic: 127.0.0.1 only.
 set -euo pipefail
@@ -32,6 +36,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--servers \"spindle nginx lighttpd h2o\"] [--paired]" >&2; exit 2 ;;
   esac
 done
+limit_bin=${LIMIT_BIN:-../shared/bench/limit/target/release/bench-limit}
+if [[ " $servers " == *" limit "* ]] && [ ! -x "$limit_bin" ]; then
+  cargo build --release --quiet --manifest-path "$(dirname "$limit_bin")/../../Cargo.toml" ||
+    { echo "$0: no $limit_bin (set LIMIT_BIN)" >&2; exit 1; }
+fi
 for tool in wrk curl nginx taskset; do
   command -v "$tool" >/dev/null || { echo "$0: $tool is needed (apt-get install wrk nginx)" >&2; exit 1; }
 done
@@ -114,6 +123,7 @@ start() { # name port: starts the server on CPU 1 and sets $started to its pid
     nginx) taskset -c 1 nginx -c "$work/nginx-$p.conf" & ;;
     lighttpd) taskset -c 1 lighttpd -D -f "$work/lighttpd-$p.conf" & ;;
     h2o) taskset -c 1 h2o -m worker -c "$work/h2o-$p.conf" >/dev/null 2>&1 & ;;
+    limit) taskset -c 1 "$limit_bin" "127.0.0.1:$p" 2>/dev/null & ;;
     *) echo "$0: unknown server $1" >&2; exit 2 ;;
   esac
   started=$!
@@ -141,15 +151,19 @@ hz=$(getconf CLK_TCK)
 # scenario: name | connections | path | how (keep-alive, pipelined, close) | metric (rps or MBps)
 scenarios=(
   "keepalive-1k|50|/index.html|keep-alive|rps"
+  "conns1000-1k|1000|/index.html|keep-alive|rps"
   "pipelined16-1k|50|/index.html|pipelined|rps"
   "close-1k|50|/index.html|close|rps"
   "keepalive-100k|50|/100k.bin|keep-alive|MBps"
   "listing-1000|10|/list/|keep-alive|rps"
 )
+# Whether server $1 runs scenario $2 (the floor answers every path alike).
+runs() { [ "$1" != limit ] || [[ "$2" == *-1k\|* ]]; }
 # Every server must answer every path with 200 before it is measured.
 sanity() { # name port
   local s name path status
   for s in "${scenarios[@]}"; do
+    runs "$1" "$s" || continue
     IFS='|' read -r name _ path _ _ <<<"$s"
     status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2$path" || true)
     [ "$status" = 200 ] || { echo "$0: $1 answered $status to $path" >&2; exit 1; }
@@ -170,14 +184,14 @@ load() {
 }
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 # What a SUMMARY line $2 of scenario $1 comes to, "amount-per-second amount-per-CPU-second"
-# given the server's CPU ticks $3. Only successful answers count (lighttpd answers most
-# listings under load with an error status).
+# given the server's CPU ticks $3; $4 names the run. Only successful answers count
+# (lighttpd answers most listings under load with an error status).
 figures() {
-  local metric req secs bytes errors status_errors amount
-  IFS='|' read -r _ _ _ _ metric <<<"$1"
+  local name metric req secs bytes errors status_errors amount
+  IFS='|' read -r name _ _ _ metric <<<"$1"
   req=$(field requests "$2") secs=$(field seconds "$2") bytes=$(field bytes "$2")
   errors=$(field errors "$2") status_errors=$(field status_errors "$2")
-  [ "${errors:-0}" = 0 ] || echo "$errors errors, $status_errors of them error statuses (not counted)" >&2
+  [ "${errors:-0}" = 0 ] || echo "$4 $name: $errors errors, $status_errors of them error statuses (not counted)" >&2
   if [ "$metric" = rps ]; then amount=$((req - ${status_errors:-0})); else amount=$(awk -v b="$bytes" 'BEGIN{printf "%.0f", b/1e6}'); fi
   awk -v a="$amount" -v s="$secs" -v c="$3" -v hz="$hz" \
     'BEGIN{ printf "%.0f ", (s > 0 ? a/s : 0); if (c > 0) printf "%.0f\n", a*hz/c; else print 0 }'
@@ -193,14 +207,15 @@ if [ "$paired" = yes ]; then
       sanity spindle "$port"
       sanity "$other" "$((port + 1))"
       for s in "${scenarios[@]}"; do
+        runs "$other" "$s" || continue
         IFS='|' read -r name _ _ _ metric <<<"$s"
         a0=$(cpu_ticks "$a") b0=$(cpu_ticks "$b")
         load "$s" "$((port + 1))" >"$work/other.out" &
         other_load=$!
         line=$(load "$s" "$port")
         wait "$other_load"
-        read -r _ eff_a <<<"$(figures "$s" "$line" $(( $(cpu_ticks "$a") - a0 )))"
-        read -r _ eff_b <<<"$(figures "$s" "$(cat "$work/other.out")" $(( $(cpu_ticks "$b") - b0 )))"
+        read -r _ eff_a <<<"$(figures "$s" "$line" $(( $(cpu_ticks "$a") - a0 )) "round $round spindle")"
+        read -r _ eff_b <<<"$(figures "$s" "$(cat "$work/other.out")" $(( $(cpu_ticks "$b") - b0 )) "round $round $other")"
         r=$(awk -v a="$eff_a" -v b="$eff_b" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "-" }')
         pair["$other|$name"]+="$r "
         echo "round $round spindle / $other $name: $eff_a / $eff_b $metric per server CPU-second = $r" >&2
@@ -214,10 +229,11 @@ else
       start "$server" "$port"
       sanity "$server" "$port"
       for s in "${scenarios[@]}"; do
+        runs "$server" "$s" || continue
         IFS='|' read -r name _ _ _ metric <<<"$s"
         before=$(cpu_ticks "$started")
         line=$(load "$s" "$port")
-        read -r value eff <<<"$(figures "$s" "$line" $(( $(cpu_ticks "$started") - before )))"
+        read -r value eff <<<"$(figures "$s" "$line" $(( $(cpu_ticks "$started") - before )) "round $round $server")"
         results["$server|$name"]+="$value "
         per_cpu["$server|$name"]+="$eff "
         if [ "$name" = keepalive-1k ]; then
@@ -258,7 +274,13 @@ if [ "$paired" = yes ]; then
   for sc in "${scenarios[@]}"; do
     IFS='|' read -r name _ _ _ metric <<<"$sc"
     printf '| %s (%s) |' "$name" "$metric"
-    for o in $others; do printf ' %.2f [%s] |' "$(median <<<"${pair[$o|$name]:-}")" "$(xargs <<<"${pair[$o|$name]:-}")"; done
+    for o in $others; do
+      if [ -n "${pair[$o|$name]:-}" ]; then
+        printf ' %.2f [%s] |' "$(median <<<"${pair[$o|$name]}")" "$(xargs <<<"${pair[$o|$name]}")"
+      else
+        printf ' – |'
+      fi
+    done
     printf '\n'
   done
   printf '\n%s rounds, %s s per run; both servers on CPU 1, one wrk -t1 each on CPU 0; %s.\n' \
