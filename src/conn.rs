@@ -41,8 +41,9 @@ const MAX_LINGER_BYTES: u64 = 1024 * 1024;
 /// copied through the write buffer.
 const SENDFILE_MIN: u64 = 16 * 1024;
 /// Bodies in memory up to this size are copied behind their head, so that a
-/// pipelined batch goes out in one write; larger ones are sent from where they
-/// are, with the head in front of them (writev).
+/// pipelined batch goes out in one write (and a lone response in one `send`,
+/// which costs less than a two-part `sendmsg`); larger ones are sent from where
+/// they are, with the head in front of them.
 const COPY_MAX: usize = 4096;
 /// Another pipelined response is answered into the write buffer only while this
 /// much room is left (a small file's response fits; a larger one streams).
