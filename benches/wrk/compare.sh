@@ -52,7 +52,16 @@ if [ -z "$servers" ]; then
 fi
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; for f in "$work"/nginx-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$work"' EXIT
+cleanup() {
+  local f
+  # shellcheck disable=SC2046 # one pid per word
+  kill $(jobs -p) 2>/dev/null || true
+  for f in "$work"/nginx-*.pid; do
+    if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 mkdir -p "$work/www/list" "$work/run"
 chmod 755 "$work" "$work/www" "$work/www/list" # the servers' workers may run as an unprivileged user
 chmod 777 "$work/run"
@@ -128,12 +137,13 @@ start() { # name port: starts the server on CPU 1 and sets $started to its pid
   esac
   started=$!
   for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then return; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return; fi
     sleep 0.05
   done
   echo "$1 did not start" >&2; exit 1
 }
 stop() {
+  # shellcheck disable=SC2046 # one pid per word
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
 }
