@@ -796,9 +796,13 @@ impl Conn {
                     *progressed |= sent > 0;
                 }
                 Ok(false) => {
-                    if *progressed || self.link.armed().0 != TimerKind::Send {
-                        self.arm = Some(TimerKind::Send);
-                    }
+                    self.arm = if *progressed || self.link.armed().0 != TimerKind::Send {
+                        Some(TimerKind::Send)
+                    } else {
+                        // Stalled since the send deadline was set: it stands, whatever a
+                        // response coalesced meanwhile asked for (no timer, or a head's).
+                        None
+                    };
                     return Some(Flow::Wait);
                 }
                 Err(flow) => return Some(flow),

@@ -463,6 +463,40 @@ fn send_timeout_closes_a_client_that_stops_reading_a_body_in_memory() {
     assert_ne!(end, End::Timeout, "the stalled connection is still open on the client side");
 }
 
+#[test]
+fn send_timeout_closes_a_pipelining_client_that_stops_reading() {
+    // Requests keep arriving while the responses cannot be written: answering
+    // them must neither drop nor postpone the send deadline.
+    use spindle::{Router, StaticFiles, StatsHandle};
+    let root = site();
+    std::fs::write(root.path().join("4k.txt"), vec![b'x'; 4096]).unwrap();
+    let stats = StatsHandle::new();
+    let config = Config { send_timeout: ms(400), ..Config::default() };
+    let router = Router::new().fallback(StaticFiles::new(root.path()).unwrap());
+    let server = TestServer::with_stats(router, config, stats.clone());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stalled: std::net::TcpStream = socket.into();
+    stalled.set_write_timeout(Some(ms(200))).unwrap();
+    let started = Instant::now();
+    // Thousands of requests at once, never reading the answers: the server takes
+    // in more of them whenever it has room to answer, until the client's window is
+    // full and the responses queued in the server cannot be written.
+    let batch = b"GET /4k.txt HTTP/1.1\r\nHost: test\r\n\r\n".repeat(3000);
+    let _ = stalled.write_all(&batch);
+    assert!(
+        wait_for(ms(4000), || stats.read().timeouts.send > 0),
+        "no send timeout after {:?}: {:?}",
+        started.elapsed(),
+        stats.read()
+    );
+    let given_up = started.elapsed();
+    assert_eq!(stats.read().timeouts.send, 1, "no send timeout after {given_up:?}: {:?}", stats.read());
+    assert!(given_up < ms(2000), "send timeout after {given_up:?}; send_timeout is 400 ms");
+    assert!(wait_for(ms(2000), || stats.read().connections() == 0), "still open: {:?}", stats.read());
+}
+
 // ---- the connection limit ---------------------------------------------------------------
 
 #[test]
