@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::date::DateCache;
 use crate::files;
 use crate::head::{self, HeadWriter, Persistence};
-use crate::parse::{self, BodyLength, RequestHead};
+use crate::parse::{self, BodyLength, HeadError, RequestHead};
 use crate::pool::Pool;
 use crate::request::{HeaderSpan, Headers, Method, Request, Version};
 use crate::response::{Body, Multipart, Response, Segment};
@@ -240,6 +240,25 @@ impl Exchange {
         }
     }
 
+    /// Drops the empty lines (CR and LF bytes) ahead of the next request, which
+    /// RFC 9112 §2.2 asks a server to ignore: some clients end a body with one.
+    fn skip_empty_lines(&mut self) {
+        // Checked inline: the next byte is nearly always a method's first letter.
+        if self.rpos < self.rend && matches!(self.rbuf.get(self.rpos as usize), Some(b'\r' | b'\n')) {
+            self.drop_empty_lines();
+        }
+    }
+
+    #[cold]
+    fn drop_empty_lines(&mut self) {
+        if self.request.is_some() {
+            return;
+        }
+        let blank = self.input().iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        self.rpos += blank as u32;
+        self.scanned = 0;
+    }
+
     /// Where the current request's head ends in `rbuf`.
     fn head_end(&self) -> usize {
         self.rpos as usize + self.request.map_or(0, |r| r.len)
@@ -444,7 +463,13 @@ impl Conn {
 
     /// One step of `Idle`/`Head`: parse a buffered head, or read.
     fn read_head(&mut self, x: &mut Exchange, shared: &mut Shared) -> Option<Flow> {
+        x.skip_empty_lines();
         if x.rpos < x.rend {
+            if self.phase == Phase::Idle {
+                // The first byte of the next request: it has the header timeout from now.
+                self.phase = Phase::Head;
+                self.arm = Some(TimerKind::Header);
+            }
             let input = &x.rbuf[x.rpos as usize..x.rend as usize];
             if parse::holds_head(input, x.scanned as usize) {
                 match parse::parse_head(input, shared.config.max_header_bytes, &mut x.spans) {
@@ -453,12 +478,23 @@ impl Conn {
                         return None;
                     }
                     Ok(None) => {}
+                    Err(HeadError::NewerMinor { minor }) => {
+                        // Answered as HTTP/1.1 (RFC 9110 §2.5): parsed again as that.
+                        x.rbuf[x.rpos as usize + minor] = b'1';
+                        return None;
+                    }
                     Err(e) => {
                         log::debug!("{}: bad request head: {e:?}", self.peer);
                         self.refuse(x, e.status(), shared);
                         return None;
                     }
                 }
+            }
+            if parse::has_bare_cr(input, x.scanned as usize) {
+                // Never the end of a head (RFC 9112 §2.2): refuse now, not at the timeout.
+                log::debug!("{}: bad request head: bare CR", self.peer);
+                self.refuse(x, Status::BAD_REQUEST, shared);
+                return None;
             }
             let len = input.len();
             x.scanned = len.saturating_sub(3) as u32;
@@ -482,13 +518,7 @@ impl Conn {
                 }
                 Some(Flow::Close)
             }
-            _ => {
-                if self.phase == Phase::Idle {
-                    self.phase = Phase::Head;
-                    self.arm = Some(TimerKind::Header);
-                }
-                None
-            }
+            _ => None,
         }
     }
 
@@ -727,6 +757,8 @@ impl Conn {
         let body_len = response.body().len();
         if status.allows_body() {
             w.content_length(body_len);
+        } else if status == Status::RESET_CONTENT {
+            w.content_length(0);
         }
         w.finish(persistence);
         let body = response.take_body();
@@ -950,6 +982,7 @@ impl Conn {
         x.scanned = 0;
         x.spans.clear();
         x.body.clear();
+        x.skip_empty_lines();
         if !self.keep_alive {
             if !x.sending() {
                 self.phase = Phase::Linger;

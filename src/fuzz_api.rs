@@ -54,6 +54,12 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<Head>, u16> {
     let head = match crate::parse::parse_head(buf, max_len, &mut spans) {
         Ok(Some(head)) => head,
         Ok(None) => return Ok(None),
+        Err(crate::parse::HeadError::NewerMinor { minor }) => {
+            // As the connection does: HTTP/1.x read as HTTP/1.1, offsets unchanged.
+            let mut patched = buf.to_vec();
+            patched[minor] = b'1';
+            return parse_head(&patched, max_len);
+        }
         Err(e) => return Err(e.status().code()),
     };
     let span = |(a, b): (u32, u32)| (a as usize, b as usize);

@@ -63,8 +63,11 @@ pub(crate) enum HeadError {
     UriTooLong,
     /// More header fields than [`MAX_HEADERS`].
     TooManyHeaders,
-    /// An HTTP version other than 1.0 and 1.1.
+    /// An HTTP version other than 1.x.
     Version,
+    /// HTTP/1.2 to 1.9, to be answered as 1.1: the offset of the minor digit,
+    /// which the caller sets to `1` before parsing again.
+    NewerMinor { minor: usize },
     /// A transfer coding other than chunked.
     UnsupportedTransferCoding,
     /// An `Expect` other than `100-continue`.
@@ -75,7 +78,7 @@ impl HeadError {
     /// The response status for this error.
     pub(crate) fn status(self) -> Status {
         match self {
-            HeadError::Malformed(_) => Status::BAD_REQUEST,
+            HeadError::Malformed(_) | HeadError::NewerMinor { .. } => Status::BAD_REQUEST,
             HeadError::TooLarge | HeadError::TooManyHeaders => Status::HEADER_FIELDS_TOO_LARGE,
             HeadError::UriTooLong => Status::URI_TOO_LONG,
             HeadError::Version => Status::VERSION_NOT_SUPPORTED,
@@ -107,6 +110,13 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 /// [`find_head_end`] from `from`.
 pub(crate) fn holds_head(buf: &[u8], from: usize) -> bool {
     buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") || find_head_end(buf, from).is_some()
+}
+
+/// Whether `buf`, an incomplete head, has a CR that is not followed by LF,
+/// looking from about `from` on (a CR at the very end may still be followed by one).
+pub(crate) fn has_bare_cr(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(1).min(buf.len());
+    buf[start..].windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n')
 }
 
 /// Parses the head at the start of `buf`, recording where each header field lies
@@ -186,18 +196,27 @@ fn line_len(buf: &[u8]) -> usize {
     buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
 }
 
-/// `HTTP/2.0` and friends are a version we don't support (505); anything else that
-/// httparse calls a version error is just malformed (400).
+/// What httparse's version error means: a request line of three parts whose
+/// version is `HTTP/1.2` to `HTTP/1.9` is one to answer as HTTP/1.1 (RFC 9110
+/// §2.5; at `minor`, an offset into `buf`), `HTTP/2.0` and the like are a version
+/// we don't support (505); anything else is malformed (400).
 fn version_error(buf: &[u8]) -> HeadError {
-    let line = &buf[..line_len(buf)];
+    // httparse skips empty lines ahead of the request line.
+    let start = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let line = &buf[start..start + line_len(&buf[start..])];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match line.rsplit(|&b| b == b' ').next() {
-        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return HeadError::Malformed("invalid request line");
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            HeadError::NewerMinor { minor: start + line.len() - 1 }
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             HeadError::Version
         }
-        Some([b'H', b'T', b'T', b'P', b'/', major]) if major.is_ascii_digit() => HeadError::Version,
         _ => HeadError::Malformed("invalid HTTP version"),
     }
 }
@@ -217,6 +236,9 @@ fn apply_headers(head: &mut RequestHead, headers: &[httparse::Header<'_>]) -> Re
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
+            if !is_host(h.value) {
+                return Err(HeadError::Malformed("invalid Host"));
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(h.value)?;
@@ -266,6 +288,45 @@ fn apply_headers(head: &mut RequestHead, headers: &[httparse::Header<'_>]) -> Re
     }
     head.keep_alive = !close && (head.minor_version == 1 || keep_alive);
     Ok(())
+}
+
+/// Whether `value` can be a `Host` field: `uri-host [ ":" port ]` (RFC 9112 §3.2),
+/// checked by its characters: those of a registered name, an IP literal or a
+/// port. No spaces, slashes, `@` (user information) or bytes above ASCII.
+fn is_host(value: &[u8]) -> bool {
+    const ALLOWED: [bool; 256] = {
+        let mut allowed = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            allowed[b] = c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'['
+                        | b']'
+                );
+            b += 1;
+        }
+        allowed
+    };
+    // Without an early exit, so that the loop has no branch per byte (short values).
+    value.iter().fold(true, |ok, &b| ok & ALLOWED[usize::from(b)])
 }
 
 /// A `Content-Length` value: plain decimal digits only (RFC 9110 §8.6).
@@ -366,6 +427,20 @@ mod tests {
         assert_eq!(err("GET  / HTTP/1.1\r\n\r\n").status(), Status::BAD_REQUEST);
         assert_eq!(err("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").status(), Status::BAD_REQUEST);
         assert_eq!(err("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n").status(), Status::EXPECTATION_FAILED);
+        assert_eq!(err("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET / HTTP/1\r\nHost: x\r\n\r\n").status(), Status::BAD_REQUEST);
+        assert_eq!(err("GET / HTTP/1.2\r\nHost: x\r\n\r\n"), HeadError::NewerMinor { minor: 13 });
+        assert_eq!(err("\r\nGET / HTTP/1.9\r\nHost: x\r\n\r\n"), HeadError::NewerMinor { minor: 15 });
+        assert_eq!(err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status(), Status::BAD_REQUEST);
+    }
+
+    #[test]
+    fn bare_cr_in_an_incomplete_head() {
+        assert!(has_bare_cr(b"GET / HTTP/1.1\rHost", 0));
+        assert!(has_bare_cr(b"GET / HTTP/1.1\r\nHost: x\r\n\r\r", 10));
+        assert!(!has_bare_cr(b"GET / HTTP/1.1\r\nHost: x\r", 0), "may be followed by LF");
+        assert!(!has_bare_cr(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        assert!(!has_bare_cr(b"GET / HTTP/1.1\r", 40), "`from` past the end");
     }
 
     #[test]

@@ -11,6 +11,8 @@ impl Status {
     pub const CONTINUE: Status = Status(100);
     /// 204 No Content
     pub const NO_CONTENT: Status = Status(204);
+    /// 205 Reset Content
+    pub const RESET_CONTENT: Status = Status(205);
     /// 301 Moved Permanently
     pub const MOVED_PERMANENTLY: Status = Status(301);
     /// 400 Bad Request
@@ -56,9 +58,11 @@ impl Status {
         self.known().map(|(_, line)| line)
     }
 
-    /// Whether a response with this status may carry a body (not 1xx, 204 or 304).
+    /// Whether a response with this status may carry a body (not 1xx, 204, 205 or
+    /// 304). A 205 says so with `Content-Length: 0` (RFC 9110 §15.3.6); the others
+    /// carry no length.
     pub fn allows_body(self) -> bool {
-        !(self.0 < 200 || self.0 == 204 || self.0 == 304)
+        !(self.0 < 200 || self.0 == 204 || self.0 == 205 || self.0 == 304)
     }
 }
 
@@ -82,6 +86,7 @@ known_statuses! {
     200 => "OK",
     201 => "Created",
     204 => "No Content",
+    205 => "Reset Content",
     206 => "Partial Content",
     301 => "Moved Permanently",
     302 => "Found",

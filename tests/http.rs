@@ -462,6 +462,48 @@ fn empty_lines_before_a_request_line_are_ignored() {
     c.expect_eof();
 }
 
+#[test]
+fn an_empty_line_after_a_request_leaves_the_connection_idle() {
+    // Some clients end a body with CRLF: that is no request, and must not earn a
+    // 408 at the header timeout; the connection just idles out (RFC 9112 §2.2).
+    let root = site();
+    let config = Config {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    let server = TestServer::start(root.path(), config);
+    let mut c = client(server.addr);
+    c.send("POST /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc\r\n");
+    assert_eq!(c.recv().status, 405);
+    let started = Instant::now();
+    let (rest, end) = c.rest();
+    assert!(rest.is_empty(), "sent after the 405: {:?}", String::from_utf8_lossy(&rest));
+    assert_eq!(end, End::Eof);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+    // Empty lines on their own, then a request: served.
+    let mut c = client(server.addr);
+    c.send("\r\n\r\n");
+    assert_serves(&c.exchange(get_req("/style.css")), "/style.css");
+}
+
+#[test]
+fn a_bare_cr_in_a_head_is_refused_at_once() {
+    let root = site();
+    let config = Config { header_timeout: Duration::from_secs(60), ..Config::default() };
+    let server = TestServer::start(root.path(), config);
+    for raw in [&b"GET / HTTP/1.1\r\nHost: test\r\n\r\r\n"[..], b"GET / HTTP/1.1\rHost: test\r\r"] {
+        let started = Instant::now();
+        let r = exchange_and_close(server.addr, raw);
+        assert_error_page(&r, 400);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?} waited {:?}", raw, started.elapsed());
+    }
+}
+
 // ---- HEAD -----------------------------------------------------------------------------
 
 #[test]
@@ -584,6 +626,13 @@ fn valid_head_syntax_variants_are_accepted() {
         b"GET /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
         b"GET /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc",
         b"GET /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: xn--caf-dma.example_1~%41\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost:\r\n\r\n",
+        // RFC 9110 §2.5: a higher minor version of HTTP/1 is answered as HTTP/1.1.
+        b"GET /style.css HTTP/1.2\r\nHost: test\r\n\r\n",
+        b"\r\nGET /style.css HTTP/1.9\r\nHost: test\r\n\r\n",
     ] {
         let r = c.exchange(raw);
         assert_eq!(r.status, 200, "{:?}: {r:?}", String::from_utf8_lossy(raw));
@@ -834,6 +883,13 @@ fn protocol_errors_get_an_html_page_and_the_connection_closed() {
         ("headers total", many_headers.into_bytes(), 431),
         ("te gzip", b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
         ("te gzip get", b"GET / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
+        ("space in target", b"GET /a b HTTP/1.1\r\nHost: test\r\n\r\n".to_vec(), 400),
+        ("no minor version", b"GET / HTTP/1\r\nHost: test\r\n\r\n".to_vec(), 400),
+        ("two-digit minor", b"GET / HTTP/1.10\r\nHost: test\r\n\r\n".to_vec(), 400),
+        ("host with space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n".to_vec(), 400),
+        ("host with path", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n".to_vec(), 400),
+        ("host with userinfo", b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n".to_vec(), 400),
+        ("host not ascii", b"GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n".to_vec(), 400),
         ("http/2.0", b"GET / HTTP/2.0\r\nHost: test\r\n\r\n".to_vec(), 505),
         ("http/3.0", b"GET / HTTP/3.0\r\nHost: test\r\n\r\n".to_vec(), 505),
         (

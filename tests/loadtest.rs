@@ -45,6 +45,11 @@ fn sized_bodies_and_statuses() {
     }
     let r = get(server.addr, "/status/204");
     assert_eq!((r.status, r.body.len()), (204, 0));
+    // RFC 9110 §15.3.6: no content in a 205, and a length that says so.
+    let mut c = Client::new(server.addr);
+    let r = c.get("/status/205");
+    assert_eq!((r.status, r.header("content-length"), r.body.len()), (205, Some("0"), 0));
+    assert_eq!(c.get("/status/200").status, 200, "the connection carries on after a 205");
     for bad in ["/status/100", "/status/600", "/status/abc"] {
         assert_eq!(get(server.addr, bad).status, 400, "{bad}");
     }
