@@ -8,6 +8,10 @@ use crate::parse::BodyLength;
 
 /// Longest chunk extension accepted, per chunk.
 const MAX_CHUNK_EXT: u16 = 1024;
+/// Most chunk-extension bytes accepted in one body (hyper's limit): without it,
+/// 1-byte chunks with long extensions would make a client send ~1000 bytes per
+/// body byte for the server to parse.
+const MAX_CHUNK_EXT_TOTAL: u16 = 16 * 1024;
 /// Longest trailer section accepted.
 const MAX_TRAILER: u16 = 8192;
 
@@ -62,6 +66,7 @@ pub(crate) struct Chunked {
     size: u64,
     digits: u8,
     ext_len: u16,
+    ext_total: u16,
     trailer_len: u16,
 }
 
@@ -76,6 +81,7 @@ impl BodyDecoder {
                 size: 0,
                 digits: 0,
                 ext_len: 0,
+                ext_total: 0,
                 trailer_len: 0,
             })),
         }
@@ -145,8 +151,12 @@ impl Chunked {
                     b'\r' => self.state = State::SizeLf,
                     b'\t' | b' '..=b'~' | 0x80..=0xff => {
                         self.ext_len += 1;
+                        self.ext_total += 1;
                         if self.ext_len > MAX_CHUNK_EXT {
                             return Err(BodyError("chunk extension too long"));
+                        }
+                        if self.ext_total > MAX_CHUNK_EXT_TOTAL {
+                            return Err(BodyError("chunk extensions too long"));
                         }
                     }
                     _ => return Err(BodyError("invalid chunk extension")),
@@ -273,6 +283,12 @@ mod tests {
         }
         let long_ext = format!("1;{}\r\n", "e".repeat(2000));
         assert!(run(long_ext.as_bytes(), 4096).is_err());
+        // Within the limit per chunk, beyond the limit per body.
+        let chunk = format!("1;{}\r\nA\r\n", "e".repeat(1000));
+        let within = format!("{}0\r\n\r\n", chunk.repeat(16));
+        assert_eq!(run(within.as_bytes(), 4096).unwrap().0, b"A".repeat(16));
+        let beyond = format!("{}0\r\n\r\n", chunk.repeat(17));
+        assert_eq!(run(beyond.as_bytes(), 4096), Err(BodyError("chunk extensions too long")));
     }
 
     #[test]

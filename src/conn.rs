@@ -50,6 +50,9 @@ const COPY_MAX: usize = 4096;
 const COALESCE_ROOM: usize = 4096;
 /// Room kept in the read buffer beyond the largest head, for reading a body.
 const BODY_READ_ROOM: usize = 4096;
+/// Most request-body bytes read from one connection per wakeup, so that one fast
+/// upload cannot hold up the others (as `Config::send_budget` does for sending).
+const BODY_READ_BUDGET: usize = 256 * 1024;
 /// A pooled exchange keeps at most this much request-body capacity.
 const KEEP_BODY_CAPACITY: usize = 64 * 1024;
 /// The interim response sent before reading a body the client waits to send.
@@ -288,6 +291,9 @@ pub(crate) struct Conn {
     peer_eof: bool,
     /// An event reported the client's EOF (perhaps not read yet).
     read_hup: bool,
+    /// Register the socket again even with the same interest: a connection that
+    /// stopped reading for the others' sake is then reported readable once more.
+    reregister: bool,
     /// A timer the server should (re-)arm after this drive.
     pub(crate) arm: Option<TimerKind>,
 }
@@ -318,6 +324,7 @@ impl Conn {
             linger_wait: false,
             peer_eof: false,
             read_hup: false,
+            reregister: false,
             arm: Some(TimerKind::Header),
         }
     }
@@ -363,7 +370,8 @@ impl Conn {
 
     /// The interest the connection needs now, if it differs from what is registered.
     pub(crate) fn interest_change(&mut self) -> Option<Interest> {
-        if self.wants_write() == self.write_interest {
+        let forced = std::mem::take(&mut self.reregister);
+        if !forced && self.wants_write() == self.write_interest {
             return None;
         }
         Some(self.register_interest())
@@ -388,11 +396,12 @@ impl Conn {
         let mut x = self.exchange.take().unwrap_or_else(|| shared.exchanges.take(Box::default));
         // At least one write per wakeup: a zero budget would re-poll forever.
         let mut budget = shared.config.send_budget.max(1);
+        let mut read_budget = BODY_READ_BUDGET;
         let mut progressed = false;
         let flow = loop {
             let step = match self.phase {
                 Phase::Idle | Phase::Head => self.read_head(&mut x, shared),
-                Phase::Body => self.read_body(&mut x, shared),
+                Phase::Body => self.read_body(&mut x, shared, &mut read_budget),
                 Phase::Send => self.send(&mut x, shared, &mut budget, &mut progressed),
                 Phase::Linger => self.linger(&mut x),
                 Phase::Delay => Some(Flow::Wait),
@@ -549,8 +558,8 @@ impl Conn {
     }
 
     /// One step of `Body`: send a pending `100 Continue`, decode buffered body
-    /// bytes, or read.
-    fn read_body(&mut self, x: &mut Exchange, shared: &mut Shared) -> Option<Flow> {
+    /// bytes, or read (while `budget`, this wakeup's share, lasts).
+    fn read_body(&mut self, x: &mut Exchange, shared: &mut Shared, budget: &mut usize) -> Option<Flow> {
         if x.sending() {
             // Responses coalesced before this request, then the interim 100, go first.
             return match self.write_some(x, shared) {
@@ -591,7 +600,16 @@ impl Conn {
                 return None;
             }
         }
+        if *budget == 0 && self.read_ready {
+            // What was read is decoded: let the other connections have their turn,
+            // and be reported again by the poller (registered anew, it reports
+            // the socket at once if bytes are waiting).
+            self.read_ready = false;
+            self.reregister = true;
+            return Some(Flow::Wait);
+        }
         let Some(n) = self.read_some(x, shared) else { return Some(Flow::Wait) };
+        *budget = budget.saturating_sub(n);
         match n {
             0 => {
                 log::debug!("{}: closed in the middle of a request body", self.peer);

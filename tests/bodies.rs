@@ -602,6 +602,48 @@ fn max_body_flag_on_the_binary_is_honoured() {
     check_refused(addr, "chunked 1025 bytes", &post_chunked("/", &wire), 413).unwrap();
 }
 
+#[test]
+fn a_fast_upload_does_not_hold_up_other_clients() {
+    // The server reads a body a slice per wakeup, like it sends: a client that
+    // never runs out of bytes to send gets no more than its turn. One-byte chunks
+    // make the body slow to decode, so that bytes keep waiting in the socket.
+    const PIECES: usize = 64;
+    const CHUNKS_PER_PIECE: usize = 1 << 17;
+    const LEN: usize = PIECES * CHUNKS_PER_PIECE;
+    let echo = start(Config { max_body_bytes: LEN, ..config() });
+    let addr = echo.addr();
+    let started = Arc::new(AtomicBool::new(false));
+    let uploader = {
+        let started = started.clone();
+        thread::spawn(move || {
+            let mut c = connect(addr);
+            c.write_all(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            let piece = b"1\r\nu\r\n".repeat(CHUNKS_PER_PIECE);
+            for i in 0..PIECES {
+                c.write_all(&piece).unwrap();
+                if i == 1 {
+                    started.store(true, Ordering::SeqCst);
+                }
+            }
+            c.write_all(b"0\r\n\r\n").unwrap();
+            let mut reader = std::io::BufReader::new(c);
+            read_response(&mut reader, false)
+        })
+    };
+    assert!(wait_for(Duration::from_secs(10), || started.load(Ordering::SeqCst)), "upload did not start");
+    let mut probe = client(addr);
+    let (mut slowest, mut probes) = (Duration::ZERO, 0);
+    while !uploader.is_finished() {
+        let t = Instant::now();
+        assert_eq!(probe.get("/hello").text(), "hello");
+        slowest = slowest.max(t.elapsed());
+        probes += 1;
+    }
+    let r = uploader.join().unwrap();
+    assert_eq!((r.status, r.text()), (200, LEN.to_string()));
+    assert!(slowest < Duration::from_millis(150), "a GET took {slowest:?} next to the upload ({probes} probes)");
+}
+
 // ---- Expect: 100-continue ---------------------------------------------------------------
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
