@@ -245,6 +245,7 @@ pub(crate) mod known {
     pub(crate) const ACCEPT_RANGES: HeaderName = HeaderValue::known_name("Accept-Ranges");
     pub(crate) const BYTES: HeaderValue = HeaderValue::known("bytes");
     pub(crate) const ACCEPT_ENCODING: HeaderValue = HeaderValue::known("Accept-Encoding");
+    pub(crate) const ACCEPT: HeaderValue = HeaderValue::known("Accept");
 }
 
 /// The body of a [`Response`]. New kinds of body may be added: matches on it

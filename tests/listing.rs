@@ -585,6 +585,11 @@ fn listings_are_off_by_default() {
     let server = serve(tree.files().listing(true));
     let (r, entries) = listing(server.addr, "/docs/");
     assert!(r.header("content-type").unwrap().to_ascii_lowercase().contains("charset=utf-8"), "{r:?}");
+    // HTML or JSON by `Accept`: caches are told so (RFC 9110 §12.5.5).
+    assert_eq!(r.header("vary"), Some("Accept"), "{r:?}");
+    let j = get_with(server.addr, "/docs/", "Accept: application/json\r\n");
+    assert_json(&j, "Accept: application/json");
+    assert_eq!(j.header("vary"), Some("Accept"), "{j:?}");
     assert_eq!(names(&entries), ["a.txt", "secret-name.txt"]);
     let (_, entries) = listing(server.addr, "/");
     assert_eq!(names(&entries), ["docs/", "site/"]);

@@ -585,6 +585,11 @@ fn multipart_byteranges() {
         ("bytes=0-0,-1", &[(0, 0), (9999, 9999)]),
         ("bytes=100-199, 5000-5099, 9900-", &[(100, 199), (5000, 5099), (9900, 9999)]),
         ("bytes=0-9,20-29,20000-30000", &[(0, 9), (20, 29)]),
+        // RFC 9110 §15.3.7.2: in the order asked, a coalesced part where it was first asked.
+        ("bytes=20-29,0-9", &[(20, 29), (0, 9)]),
+        ("bytes=9900-,100-199,150-250", &[(9900, 9999), (100, 250)]),
+        // A first byte beyond a u64 is past the end; a last byte there is the end.
+        ("bytes=99999999999999999999-,0-4,9990-99999999999999999999", &[(0, 4), (9990, 9999)]),
     ];
     for &(spec, expected) in cases {
         let r = get(server.addr, "/pattern.bin", &[("Range", spec)]);

@@ -519,7 +519,10 @@ impl StaticFiles {
             } else {
                 HeaderValue::mime("text/html", true)
             };
-            Response::new(Status::OK).with_header("Content-Type", content_type).with_body(body)
+            // HTML or JSON by `Accept` too: caches must tell them apart (RFC 9110 §12.5.5).
+            let mut response = Response::new(Status::OK).with_header("Content-Type", content_type).with_body(body);
+            response.append_header(known::VARY, known::ACCEPT);
+            response
         };
         // While file metadata may be trusted for a while, so may a rendered listing.
         let identity = (self.cache.is_some() && !self.revalidate_after.is_zero())

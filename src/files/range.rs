@@ -33,7 +33,9 @@ pub(crate) enum RangeRequest {
     Whole,
     /// No range can be satisfied: 416.
     Unsatisfiable,
-    /// The satisfiable ranges, sorted and with overlapping or adjacent ones merged.
+    /// The satisfiable ranges, overlapping or adjacent ones merged, in the order
+    /// they were asked for (a merged range where its first part was; RFC 9110
+    /// §15.3.7.2).
     Ranges(SmallVec<[ByteRange; 4]>),
 }
 
@@ -80,15 +82,22 @@ pub(crate) fn parse(value: &[u8], len: u64) -> RangeRequest {
     if ranges.is_empty() {
         return RangeRequest::Unsatisfiable;
     }
-    ranges.sort_unstable_by_key(|r| r.start);
-    let mut merged: SmallVec<[ByteRange; 4]> = SmallVec::new();
-    for r in ranges {
+    // Merged in order of position, each merged range remembering the earliest
+    // place one of its parts was asked for; then put back in that order.
+    let mut asked: SmallVec<[(ByteRange, usize); 4]> = ranges.into_iter().enumerate().map(|(i, r)| (r, i)).collect();
+    asked.sort_unstable_by_key(|(r, _)| r.start);
+    let mut merged: SmallVec<[(ByteRange, usize); 4]> = SmallVec::new();
+    for (r, i) in asked {
         match merged.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => merged.push(r),
+            Some((last, first)) if r.start <= last.end => {
+                last.end = last.end.max(r.end);
+                *first = (*first).min(i);
+            }
+            _ => merged.push((r, i)),
         }
     }
-    RangeRequest::Ranges(merged)
+    merged.sort_unstable_by_key(|&(_, first)| first);
+    RangeRequest::Ranges(merged.into_iter().map(|(r, _)| r).collect())
 }
 
 fn strip_unit(value: &[u8]) -> Option<&[u8]> {
@@ -97,12 +106,14 @@ fn strip_unit(value: &[u8]) -> Option<&[u8]> {
     trim(&value[..eq]).eq_ignore_ascii_case(b"bytes").then(|| &value[eq + 1..])
 }
 
-/// A non-empty run of decimal digits that fits a u64.
+/// A non-empty run of decimal digits; one too large for a u64 counts as
+/// `u64::MAX` (beyond any file: a first byte there is unsatisfiable, a last
+/// byte there means the end).
 fn number(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Some(s.iter().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 #[cfg(test)]
@@ -128,9 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn several_ranges_are_sorted_and_merged() {
+    fn several_ranges_are_merged_and_kept_in_the_order_asked() {
         assert_eq!(ranges("bytes=0-1,4-5", 10), [(0, 2), (4, 6)]);
-        assert_eq!(ranges("bytes=4-5,0-1", 10), [(0, 2), (4, 6)]);
+        assert_eq!(ranges("bytes=4-5,0-1", 10), [(4, 6), (0, 2)]);
+        assert_eq!(ranges("bytes=8-9,4-5,0-1,5-6", 10), [(8, 10), (4, 7), (0, 2)], "merged where first asked");
+        assert_eq!(ranges("bytes=8-9,0-1,4-5,1-2", 10), [(8, 10), (0, 3), (4, 6)]);
         assert_eq!(ranges("bytes=0-3,2-5", 10), [(0, 6)]);
         assert_eq!(ranges("bytes=0-1,2-3", 10), [(0, 4)], "adjacent ranges merge");
         assert_eq!(ranges("bytes=0-1,20-30", 10), [(0, 2)], "unsatisfiable ones are dropped");
@@ -143,6 +156,10 @@ mod tests {
         assert_eq!(parse(b"bytes=-0", 10), RangeRequest::Unsatisfiable);
         assert_eq!(parse(b"bytes=0-", 0), RangeRequest::Unsatisfiable);
         assert_eq!(parse(b"bytes=-5", 0), RangeRequest::Unsatisfiable);
+        // Numbers beyond a u64: a first byte there is past any end, a last byte the end.
+        assert_eq!(parse(b"bytes=99999999999999999999-", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(ranges("bytes=2-99999999999999999999", 10), [(2, 10)]);
+        assert_eq!(ranges("bytes=-99999999999999999999", 10), [(0, 10)]);
         for ignored in ["bytes=5-2", "bytes=a-b", "items=0-1", "bytes", "bytes=", "bytes=1", "bytes=--1", "bytes=1-2-3"]
         {
             assert_eq!(parse(ignored.as_bytes(), 10), RangeRequest::Whole, "{ignored}");
