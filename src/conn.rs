@@ -257,8 +257,7 @@ impl Exchange {
         if self.request.is_some() {
             return;
         }
-        let blank = self.input().iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-        self.rpos += blank as u32;
+        self.rpos += parse::empty_lines_len(self.input()) as u32;
         self.scanned = 0;
     }
 

@@ -112,6 +112,12 @@ pub(crate) fn holds_head(buf: &[u8], from: usize) -> bool {
     buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") || find_head_end(buf, from).is_some()
 }
 
+/// The length of the empty lines (CR and LF bytes) at the start of `buf`, which
+/// come before a request line at times and are ignored (RFC 9112 §2.2).
+pub(crate) fn empty_lines_len(buf: &[u8]) -> usize {
+    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+}
+
 /// Whether `buf`, an incomplete head, has a CR that is not followed by LF,
 /// looking from about `from` on (a CR at the very end may still be followed by one).
 pub(crate) fn has_bare_cr(buf: &[u8], from: usize) -> bool {
@@ -202,7 +208,7 @@ fn line_len(buf: &[u8]) -> usize {
 /// we don't support (505); anything else is malformed (400).
 fn version_error(buf: &[u8]) -> HeadError {
     // httparse skips empty lines ahead of the request line.
-    let start = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let start = empty_lines_len(buf);
     let line = &buf[start..start + line_len(&buf[start..])];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|&b| b == b' ');
