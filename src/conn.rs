@@ -761,7 +761,7 @@ impl Conn {
             Persistence::Default
         };
         prepare_write_buffer(x, &shared.config);
-        let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.value());
+        let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.fields());
         let (shared_fields, own_fields) = response.fields();
         if let Some(fields) = shared_fields {
             w.encoded_fields(fields.encoded());

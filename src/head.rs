@@ -4,9 +4,6 @@
 use crate::response::{is_token, HeaderName, HeaderValue};
 use crate::status::Status;
 
-/// The `Server` header value.
-pub(crate) const SERVER: &[u8] = concat!("spindle/", env!("CARGO_PKG_VERSION")).as_bytes();
-
 /// How the response's `Connection` header reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Persistence {
@@ -24,22 +21,20 @@ pub(crate) struct HeadWriter<'a> {
 }
 
 impl<'a> HeadWriter<'a> {
-    /// Starts a head with the status line and the `Server` and `Date` headers.
-    /// (The date's length is fixed, so that it is copied inline.)
-    pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, date: &[u8; crate::date::LEN]) -> HeadWriter<'a> {
-        match status.line() {
-            Some(line) => buf.extend_from_slice(line.as_bytes()),
-            None => {
-                buf.extend_from_slice(b"HTTP/1.1 ");
-                buf.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
-                buf.extend_from_slice(b" \r\n");
-            }
+    /// Starts a head with the status line and `fields`, the `Server` and `Date`
+    /// fields from [`crate::date::DateCache::fields`] (fixed in length, so copied inline).
+    pub(crate) fn new(buf: &'a mut Vec<u8>, status: Status, fields: &[u8; crate::date::FIELDS_LEN]) -> HeadWriter<'a> {
+        if status == Status::OK {
+            // The usual status, with a line of known length: copied inline.
+            buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        } else if let Some(line) = status.line() {
+            buf.extend_from_slice(line.as_bytes());
+        } else {
+            buf.extend_from_slice(b"HTTP/1.1 ");
+            buf.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
+            buf.extend_from_slice(b" \r\n");
         }
-        buf.extend_from_slice(b"Server: ");
-        buf.extend_from_slice(SERVER);
-        buf.extend_from_slice(b"\r\nDate: ");
-        buf.extend_from_slice(date);
-        buf.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(fields);
         HeadWriter { buf }
     }
 
@@ -146,7 +141,8 @@ mod tests {
     #[test]
     fn head_and_page() {
         let mut buf = Vec::new();
-        let mut w = HeadWriter::new(&mut buf, Status::NOT_FOUND, b"Thu, 01 Jan 1970 00:00:00 GMT");
+        let mut w =
+            HeadWriter::new(&mut buf, Status::NOT_FOUND, &crate::date::fields(b"Thu, 01 Jan 1970 00:00:00 GMT"));
         assert!(w.field(&HeaderValue::from("Content-Type"), &HeaderValue::mime("text/html", true)));
         assert!(w.field(&HeaderValue::from("Content-Length"), &HeaderValue::from("1")), "left out, not refused");
         assert!(!w.field(&HeaderValue::from("X-Bad"), &HeaderValue::from("a\r\nb")));

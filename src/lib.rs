@@ -81,7 +81,8 @@ pub mod bench_api {
     /// Writes a typical 200 response head for a file into `buf`.
     pub fn write_file_head(buf: &mut Vec<u8>, date: &[u8; 29], len: u64) {
         use crate::response::{known, HeaderValue};
-        let mut w = crate::head::HeadWriter::new(buf, crate::Status::OK, date);
+        let fields = crate::date::fields(date);
+        let mut w = crate::head::HeadWriter::new(buf, crate::Status::OK, &fields);
         w.field(&known::CONTENT_TYPE, &HeaderValue::mime("text/html", true));
         w.field(&known::ACCEPT_RANGES, &known::BYTES);
         w.content_length(len).finish(crate::head::Persistence::Default);
