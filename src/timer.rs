@@ -89,6 +89,12 @@ impl Link {
     }
 }
 
+/// How much later a re-armed deadline must be than the standing one to be moved:
+/// an eighth of the duration, at most 300 ms.
+fn lazy_delay(duration: Millis) -> Millis {
+    (duration / 8).min(300)
+}
+
 /// Anything stored in the slab that carries a timer [`Link`].
 pub(crate) trait Linked {
     fn link(&self) -> &Link;
@@ -120,13 +126,24 @@ impl Timers {
 
     /// Moves `key` to the tail of `kind`'s list with deadline `now + duration(kind)`,
     /// unlinking it from whatever list it was in. `TimerKind::None` just unlinks.
+    ///
+    /// Lazily: when `key` is in `kind`'s list already and the new deadline would be
+    /// less than [`lazy_delay`] later, it stays where it is (nginx does the same
+    /// with 300 ms). So a deadline comes at most that much early, and a keep-alive
+    /// connection's next request mostly touches no other connection's link.
     pub(crate) fn arm<T: Linked>(&mut self, slab: &mut Slab<T>, key: usize, kind: TimerKind, now: Millis) {
-        self.unlink(slab, key);
         if kind == TimerKind::None {
-            return;
+            return self.unlink(slab, key);
         }
         let k = kind as usize;
         let at = now.saturating_add(self.durations[k]);
+        if slab.get(key).is_some_and(|e| {
+            let link = e.link();
+            link.linked == kind && at.saturating_sub(link.at) < lazy_delay(self.durations[k])
+        }) {
+            return;
+        }
+        self.unlink(slab, key);
         let tail = self.lists[k].tail;
         let Some(entry) = slab.get_mut(key) else { return };
         *entry.link_mut() = Link { prev: tail, next: NIL, at, linked: kind };
@@ -221,6 +238,33 @@ mod tests {
         assert_eq!(t.oldest(TimerKind::Idle), Some(keys[3]));
         assert_eq!(t.pop_expired(&mut slab, TimerKind::Idle, 9999), Some(keys[3]));
         assert_eq!(t.next_deadline(&slab), None);
+    }
+
+    #[test]
+    fn rearming_in_the_same_list_moves_only_past_the_lazy_delay() {
+        let mut slab: Slab<Item> = Slab::new();
+        let mut t = timers();
+        let a = slab.insert(Item::default());
+        let b = slab.insert(Item::default());
+        t.arm(&mut slab, a, TimerKind::Idle, 0);
+        t.arm(&mut slab, b, TimerKind::Idle, 100);
+        // 299 ms later: the standing deadline is kept, and `a` stays first.
+        t.arm(&mut slab, a, TimerKind::Idle, 299);
+        assert_eq!(slab[a].0.armed(), (TimerKind::Idle, 5_000));
+        assert_eq!(t.oldest(TimerKind::Idle), Some(a));
+        // 300 ms later: moved behind `b`.
+        t.arm(&mut slab, a, TimerKind::Idle, 300);
+        assert_eq!(slab[a].0.armed(), (TimerKind::Idle, 5_300));
+        assert_eq!(t.oldest(TimerKind::Idle), Some(b));
+        assert_eq!(t.pop_expired(&mut slab, TimerKind::Idle, 5_100), Some(b));
+        assert_eq!(t.pop_expired(&mut slab, TimerKind::Idle, 5_100), None);
+        // A short duration's delay is an eighth of it: 10 s -> 300 ms cap, 80 ms -> 10 ms.
+        let mut short = Timers::new([Duration::from_millis(80); KINDS]);
+        short.arm(&mut slab, a, TimerKind::Send, 1_000);
+        short.arm(&mut slab, a, TimerKind::Send, 1_009);
+        assert_eq!(slab[a].0.armed(), (TimerKind::Send, 1_080));
+        short.arm(&mut slab, a, TimerKind::Send, 1_010);
+        assert_eq!(slab[a].0.armed(), (TimerKind::Send, 1_090));
     }
 
     #[test]
