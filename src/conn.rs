@@ -687,31 +687,43 @@ impl Conn {
         } else {
             Ok(())
         };
-        // The handler's response is written straight into `slot` (not returned out
-        // of `catch_unwind`, which would copy the ~470-byte `Response` twice more).
-        let mut slot = None;
-        {
-            let mut req = build_request(x, split, &shared.decoded, decoded, self.peer);
-            match outcome {
-                Ok(()) => {
-                    let router = &shared.router;
-                    if catch_unwind(AssertUnwindSafe(|| slot = Some(router.respond(&mut req)))).is_err() {
-                        log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
-                        shared.counters.handler_panic();
-                        let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
-                        router.finish(&req, &mut response);
-                        slot = Some(response);
-                    }
-                }
-                Err(status) => {
-                    let mut response = Response::status(status);
-                    shared.router.finish(&req, &mut response);
-                    slot = Some(response);
-                }
+        let head_only = head.method == Method::Head;
+        if let Err(status) = outcome {
+            let mut response = Response::status(status);
+            {
+                let req = build_request(x, split, &shared.decoded, decoded, self.peer);
+                shared.router.finish(&req, &mut response);
             }
+            return self.write_response(x, &mut response, head_only, shared);
         }
-        let Some(response) = slot.as_mut() else { return };
-        self.write_response(x, response, head.method == Method::Head, shared);
+        // The handler's response is written out where it was made: a `Response` is
+        // large, and taking it out of `catch_unwind` copied it.
+        prepare_write_buffer(x, &shared.config);
+        let (written, mut answered) = (x.wbuf.len(), false);
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            let mut req = build_request(x, split, &shared.decoded, decoded, self.peer);
+            let mut response = shared.router.respond(&mut req);
+            answered = true;
+            self.write_response(x, &mut response, head_only, shared);
+        }));
+        if handled.is_ok() {
+            return;
+        }
+        let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
+        {
+            let req = build_request(x, split, &shared.decoded, decoded, self.peer);
+            if answered {
+                log::error!("{}: writing the response to {} {} panicked", self.peer, req.method_str(), req.target());
+            } else {
+                log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
+            }
+            shared.counters.handler_panic();
+            shared.router.finish(&req, &mut response);
+        }
+        // Whatever of this response was written is dropped; earlier ones stay.
+        x.wbuf.truncate(written);
+        x.out = Out::None;
+        self.write_response(x, &mut response, head_only, shared);
     }
 
     /// Answers with an error page and closes: a request that cannot be parsed, read

@@ -759,8 +759,16 @@ fn a_panicking_handler_gets_500_and_the_server_carries_on() {
         assert_eq!(get(addr, "/ok").text(), "ok", "server stopped serving after panic {round}");
         assert_eq!(bystander.get("/ok").text(), "ok", "bystander broken after panic {round}");
     }
+    // Pipelined behind answered requests (coalesced into one write): those answers
+    // go out whole, then the 500, then the connection closes.
+    let mut c = Client::new(addr);
+    c.send("GET /ok HTTP/1.1\r\nHost: t\r\n\r\nGET /ok HTTP/1.1\r\nHost: t\r\n\r\nGET /panic HTTP/1.1\r\nHost: t\r\n\r\nGET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.recv().text(), "ok");
+    assert_eq!(c.recv().text(), "ok");
+    assert_error_page(&c.recv(), 500);
+    c.expect_eof();
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.iter().filter(|&&s| s == 500).count(), 2, "on_response did not see the 500s: {seen:?}");
+    assert_eq!(seen.iter().filter(|&&s| s == 500).count(), 3, "on_response did not see the 500s: {seen:?}");
 }
 
 // ---- the binary's router options ----------------------------------------------------------
