@@ -426,6 +426,26 @@ fn dotfiles_are_forbidden() {
     assert_eq!(r.status, 403, "{r:?}");
 }
 
+#[test]
+fn the_well_known_directory_is_served_at_the_top_only() {
+    let site = Site::new();
+    site.write(".well-known/acme-challenge/token1", "token1.thumbprint");
+    site.write(".well-known/security.txt", "Contact: mailto:security@example.com\n");
+    site.write(".well-known/.secret", SECRET);
+    site.write("sub/.well-known/thing", SECRET);
+    let server = site.serve();
+    let r = get(server.addr, "/.well-known/acme-challenge/token1");
+    assert_eq!((r.status, r.text().as_str()), (200, "token1.thumbprint"), "{r:?}");
+    let r = get(server.addr, "/%2ewell-known/security.txt");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.text().starts_with("Contact:"), "{r:?}");
+    for target in ["/.well-known/.secret", "/sub/.well-known/thing", "/.well-known/../.hidden", "/.well-knownx/a"] {
+        let r = raw_get(server.addr, target);
+        assert_eq!(r.status, 403, "GET {target}: {r:?}");
+        assert_no_secret(&r, target);
+    }
+}
+
 // ---- path traversal -----------------------------------------------------------------------
 
 #[test]

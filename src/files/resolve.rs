@@ -256,6 +256,10 @@ fn cstring(bytes: &[u8]) -> io::Result<std::ffi::CString> {
 /// Normalises a decoded absolute path into `out` (relative, `/`-separated, no `.`
 /// or `..` segments). Refuses NUL bytes, backslashes, dotfiles and any `..` that
 /// would climb above the root. Returns whether the path ends with a slash.
+///
+/// One dot directory is let through: [`WELL_KNOWN`] as the first segment, the
+/// home of ACME challenges and `security.txt` (RFC 8615); dotfiles inside it are
+/// still refused.
 pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
     // Most paths are normal already: those are copied in one piece.
     if already_normal(path) {
@@ -297,6 +301,10 @@ fn already_normal(path: &[u8]) -> bool {
     bad == 0
 }
 
+/// The directory of well-known URIs (RFC 8615), served at the top of a root
+/// although it is a dot directory.
+const WELL_KNOWN: &[u8] = b".well-known";
+
 /// [`normalize`], segment by segment.
 fn normalize_segments(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
     out.clear();
@@ -316,6 +324,7 @@ fn normalize_segments(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError>
                 let cut = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
                 out.truncate(cut);
             }
+            WELL_KNOWN if out.is_empty() => out.extend_from_slice(segment),
             [b'.', ..] => return Err(FileError::Forbidden),
             _ => {
                 if !out.is_empty() {
@@ -397,7 +406,23 @@ mod tests {
         assert_eq!(norm("//a/./b/"), Ok(("a/b".into(), true)));
         assert_eq!(norm("/a/../b"), Ok(("b".into(), false)));
         assert_eq!(norm("/a/.."), Ok((String::new(), true)));
-        for bad in ["/..", "/../etc/passwd", "/a/../../b", "/.git/config", "/a/.env", "/a\\..\\b", "/a\0b", "a"] {
+        assert_eq!(norm("/.well-known/acme-challenge/x"), Ok((".well-known/acme-challenge/x".into(), false)));
+        assert_eq!(norm("/.well-known/"), Ok((".well-known".into(), true)));
+        assert_eq!(norm("//./a/../.well-known"), Ok((".well-known".into(), false)));
+        for bad in [
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/.git/config",
+            "/a/.env",
+            "/a\\..\\b",
+            "/a\0b",
+            "a",
+            "/a/.well-known/x",
+            "/.well-known/.env",
+            "/.well-known/../.env",
+            "/.well-knownx/y",
+        ] {
             assert_eq!(norm(bad), Err(()), "{bad:?}");
         }
     }
