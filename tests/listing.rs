@@ -1346,6 +1346,27 @@ fn binary_error_page_flag() {
 }
 
 #[test]
+fn binary_warns_about_pages_it_cannot_read() {
+    let tree = spa_tree();
+    let root = tree.root.to_str().unwrap();
+    let missing = tree.root.join("no-such-page.html");
+    let spec = format!("404={}", missing.display());
+    let s = Spawned::start(
+        &["--listen", "127.0.0.1:0", "--access-log", "off", "--error-page", &spec, "--spa", "no-shell.html", root],
+        1,
+    );
+    // Still served: the built-in 404 page stands in.
+    assert_eq!(get(s.addr(), "/nothing/here.txt").status, 404);
+    let stderr = s.stderr();
+    assert!(stderr.contains(&format!("--error-page {spec}: cannot read")), "{stderr}");
+    assert!(stderr.contains("--spa no-shell.html: cannot read"), "{stderr}");
+    // Pages that are there draw no warning.
+    let s = Spawned::start(&["--listen", "127.0.0.1:0", "--access-log", "off", "--spa", "index.html", root], 1);
+    assert_eq!(get(s.addr(), "/").status, 200);
+    assert!(!s.stderr().contains("cannot read"), "{}", s.stderr());
+}
+
+#[test]
 fn binary_rejects_invalid_error_page_specs() {
     let tree = Tree::new();
     let root = tree.root.to_str().unwrap();

@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -316,6 +316,7 @@ fn serve(args: Args) -> Result<(), String> {
         None => None,
     };
     let stats: Vec<StatsHandle> = (0..workers).map(|_| StatsHandle::new()).collect();
+    warn_about_missing_pages(&args);
     let mut servers = Vec::with_capacity(workers);
     for (sockets, stats_handle) in listeners.into_iter().zip(&stats) {
         let router = build_router(&args, log_file.as_ref(), &stats)?;
@@ -419,6 +420,26 @@ fn serve(args: Args) -> Result<(), String> {
     drop(log_file);
     log::info!("shut down");
     Ok(())
+}
+
+/// Warns when a page the server is told to send (`--error-page`, `--spa`) is not
+/// a readable regular file: it is read when needed, so it may still appear, but
+/// until then the built-in page (or a 404) goes out instead.
+fn warn_about_missing_pages(args: &Args) {
+    for (status, file) in &args.files.error_pages {
+        warn_unless_file(&format!("--error-page {status}={}", file.display()), file);
+    }
+    if let Some(file) = &args.files.spa {
+        warn_unless_file(&format!("--spa {file}"), &args.root.join(file.trim_start_matches('/')));
+    }
+}
+
+fn warn_unless_file(flag: &str, path: &Path) {
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => log::warn!("{flag}: {} is not a regular file; it is not sent until it is one", path.display()),
+        Err(e) => log::warn!("{flag}: cannot read {} ({e}); it is not sent until it can be", path.display()),
+    }
 }
 
 /// The router one worker serves with: its own file cache, shared counters for the
