@@ -301,7 +301,7 @@ fn every_file_response_has_strong_etag_and_last_modified() {
 fn last_modified_follows_an_explicit_mtime() {
     let site = Site::new();
     let server = site.serve();
-    for secs in [0u64, 86_399, 951_782_400 /* 2000-02-29 */, 1_234_567_890, 4_102_444_799 /* 2099-12-31 */] {
+    for secs in [0u64, 86_399, 951_782_400 /* 2000-02-29 */, 1_234_567_890, 1_767_225_599 /* 2025-12-31 */] {
         site.write("dated.txt", b"dated\n", at(secs, 999_999_999));
         let r = get(server.addr, "/dated.txt", &[]);
         assert_eq!(r.status, 200);
@@ -310,6 +310,25 @@ fn last_modified_follows_an_explicit_mtime() {
     site.write("dated.txt", b"dated\n", at(T0, 0));
     let r = get(server.addr, "/dated.txt", &[]);
     assert_eq!(r.header("last-modified"), Some(T0_HTTP));
+}
+
+#[test]
+fn a_modification_time_in_the_future_is_sent_as_the_date() {
+    let site = Site::new();
+    let server = site.serve();
+    let later = SystemTime::now() + Duration::from_secs(30 * 86_400);
+    site.write("future.txt", b"ahead\n", later);
+    for round in 0..2 {
+        // Twice: the second answer comes from the open-file cache.
+        let r = get(server.addr, "/future.txt", &[]);
+        assert_eq!(r.status, 200, "round {round}");
+        let date = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
+        let modified = httpdate::parse_http_date(r.header("last-modified").unwrap()).unwrap();
+        assert!(modified <= date, "round {round}: Last-Modified after Date: {}", summary(&r));
+        // The entity tag still follows the file's own time: it validates.
+        let again = get(server.addr, "/future.txt", &[("If-None-Match", &etag(&r))]);
+        assert_eq!(again.status, 304, "round {round}: {}", summary(&again));
+    }
 }
 
 #[test]

@@ -27,6 +27,9 @@ impl Validators {
     /// stable across restarts and change whenever either does), and the name of
     /// its content coding (empty for identity), so that a precompressed variant
     /// never shares a strong tag with the identity file.
+    ///
+    /// A modification time in the future is taken as now for `Last-Modified`,
+    /// which must not be later than the response's `Date` (RFC 9110 §8.8.2.1).
     pub(crate) fn new(len: u64, modified: SystemTime, coding: &str) -> Validators {
         let since = modified.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let dash = if coding.is_empty() { "" } else { "-" };
@@ -35,7 +38,8 @@ impl Validators {
             since.as_secs(),
             since.subsec_nanos()
         ));
-        let modified = since.as_secs().min(LAST_HTTP_DATE);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let modified = since.min(now).as_secs().min(LAST_HTTP_DATE);
         let last_modified = HeaderValue::format(format_args!(
             "{}",
             httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified))
@@ -70,8 +74,9 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
     if headers.surely_lacks(&["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"]) {
         return Precondition::Proceed;
     }
-    if let Some(list) = headers.get_bytes("if-match") {
-        if !matches_any(list, v.etag(), true) {
+    // A field's lines are one list (RFC 9110 §5.3).
+    if headers.get_bytes("if-match").is_some() {
+        if !headers.get_all("if-match").any(|list| matches_any(list, v.etag(), true)) {
             return Precondition::Failed;
         }
     } else if let Some(date) = header_date(headers, "if-unmodified-since") {
@@ -79,8 +84,8 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
             return Precondition::Failed;
         }
     }
-    if let Some(list) = headers.get_bytes("if-none-match") {
-        if matches_any(list, v.etag(), false) {
+    if headers.get_bytes("if-none-match").is_some() {
+        if headers.get_all("if-none-match").any(|list| matches_any(list, v.etag(), false)) {
             return Precondition::NotModified;
         }
     } else if let Some(date) = header_date(headers, "if-modified-since") {
@@ -165,10 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn modified_after_year_9999_is_clamped() {
-        // Found by fuzz/fuzz_targets/conditional.rs: rendering Last-Modified panicked.
+    fn modified_in_the_future_is_now() {
+        // Beyond year 9999 was found by fuzz/fuzz_targets/conditional.rs: rendering
+        // Last-Modified panicked. Any future time is now (RFC 9110 §8.8.2.1).
+        let now = SystemTime::now();
+        for ahead in [Duration::from_secs(86_400), Duration::from_secs(LAST_HTTP_DATE)] {
+            let later = Validators::new(1, now + ahead, "");
+            let at = httpdate::parse_http_date(&later.last_modified().to_string()).unwrap();
+            let lag = now.duration_since(at).unwrap_or_else(|e| panic!("{:?} after now", e.duration()));
+            assert!(lag <= Duration::from_secs(1), "{lag:?}");
+            assert_ne!(later.etag, Validators::new(1, now, "").etag, "the tag keeps the real time");
+        }
         let far = Validators::new(1, UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1), "");
-        assert_eq!(far.last_modified().to_string(), "Fri, 31 Dec 9999 23:59:59 GMT");
         let date = far.last_modified().to_string();
         let mut out = Precondition::Proceed;
         with_headers(&[&format!("If-Modified-Since: {date}")], |h| out = evaluate(h, &far));
@@ -185,6 +198,9 @@ mod tests {
         assert_eq!(eval(&[&format!("If-Modified-Since: {AT}")]), Precondition::NotModified);
         assert_eq!(eval(&[&format!("If-Modified-Since: {BEFORE}")]), Precondition::Proceed);
         assert_eq!(eval(&["If-Modified-Since: garbage"]), Precondition::Proceed);
+        // Lines of one field are one list (§5.3): the tag on a second line counts.
+        assert_eq!(eval(&["If-None-Match: \"a\"", &format!("If-None-Match: {tag}")]), Precondition::NotModified);
+        assert_eq!(eval(&["If-None-Match: \"a\"", "If-None-Match: \"b\""]), Precondition::Proceed);
         // If-None-Match wins over If-Modified-Since (§13.2.2).
         assert_eq!(eval(&["If-None-Match: \"other\"", &format!("If-Modified-Since: {AT}")]), Precondition::Proceed);
     }
@@ -198,6 +214,8 @@ mod tests {
         assert_eq!(eval(&[&format!("If-Match: W/{tag}")]), Precondition::Failed, "weak tags never match strongly");
         assert_eq!(eval(&[&format!("If-Unmodified-Since: {BEFORE}")]), Precondition::Failed);
         assert_eq!(eval(&[&format!("If-Unmodified-Since: {AT}")]), Precondition::Proceed);
+        assert_eq!(eval(&["If-Match: \"other\"", &format!("If-Match: {tag}")]), Precondition::Proceed);
+        assert_eq!(eval(&["If-Match: \"a\"", "If-Match: \"b\""]), Precondition::Failed);
         // 412 before 304.
         assert_eq!(eval(&["If-Match: \"other\"", &format!("If-None-Match: {tag}")]), Precondition::Failed);
         // If-Match present: If-Unmodified-Since is not looked at.

@@ -55,12 +55,12 @@ pub(crate) fn weighted(list: &[u8]) -> impl Iterator<Item = (&[u8], Option<u16>)
     })
 }
 
-/// The codings `accept` (an `Accept-Encoding` value) allows, best first
-/// (higher q first; brotli before gzip at equal q). `q=0` refuses a coding; `*`
-/// stands for codings not named.
-pub(crate) fn acceptable(accept: &[u8]) -> impl Iterator<Item = Coding> {
+/// The codings `accept` (the lines of `Accept-Encoding`, taken as one list as
+/// RFC 9110 §5.3 combines them) allows, best first (higher q first; brotli
+/// before gzip at equal q). `q=0` refuses a coding; `*` stands for codings not named.
+pub(crate) fn acceptable<'a>(accept: impl IntoIterator<Item = &'a [u8]>) -> impl Iterator<Item = Coding> {
     let (mut br, mut gzip, mut star) = (None::<u16>, None::<u16>, None::<u16>);
-    for (name, q) in weighted(accept) {
+    for (name, q) in accept.into_iter().flat_map(weighted) {
         let Some(q) = q else { continue };
         if name.eq_ignore_ascii_case(b"br") {
             br = Some(q);
@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     fn pick(accept: &str) -> Vec<Coding> {
-        acceptable(accept.as_bytes()).collect()
+        acceptable([accept.as_bytes()]).collect()
     }
 
     #[test]
@@ -128,5 +128,10 @@ mod tests {
         assert_eq!(pick("gzip;q=1.0, br;q=0.999"), [Gzip, Brotli]);
         assert_eq!(pick("gzip;q=2"), [], "a malformed qvalue drops the coding");
         assert_eq!(pick("GZIP ; Q=0.3"), [Gzip]);
+        // Lines are one list: a later line's q counts like a later item's.
+        let lines: [&[u8]; 2] = [b"gzip;q=0.5", b"br"];
+        assert_eq!(acceptable(lines).collect::<Vec<_>>(), [Brotli, Gzip]);
+        let lines: [&[u8]; 2] = [b"br", b"br;q=0"];
+        assert_eq!(acceptable(lines).collect::<Vec<_>>(), []);
     }
 }
