@@ -1270,7 +1270,7 @@ pub(crate) fn split_target(target: &[u8]) -> Option<(Span, Option<Span>)> {
         }
     };
     // One pass to the end of the path: the first `?` or `#`.
-    match target[start..].iter().position(|&b| b == b'?' || b == b'#') {
+    match crate::scan::find2(&target[start..], b'?', b'#') {
         Some(i) => Some(((start, start + i), query_of(target, start + i))),
         None => Some(((start, target.len()), None)),
     }
@@ -1285,7 +1285,7 @@ fn query_of(target: &[u8], at: usize) -> Option<Span> {
     if target.get(at) != Some(&b'?') {
         return None;
     }
-    let end = target[at..].iter().position(|&b| b == b'#').map_or(target.len(), |i| at + i);
+    let end = crate::scan::find(&target[at..], b'#').map_or(target.len(), |i| at + i);
     Some((at + 1, end))
 }
 

@@ -47,6 +47,7 @@ mod request;
 mod response;
 mod router;
 mod run;
+mod scan;
 mod server;
 mod stats;
 mod stats_page;

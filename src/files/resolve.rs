@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::SystemTime;
 
+use crate::scan;
 use crate::status::Status;
 
 /// Why a path could not be served.
@@ -274,7 +275,7 @@ pub(crate) fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileErro
 
 /// Whether `normalize` has nothing to do for `path` but drop its leading slash:
 /// it starts with `/` and has no empty, `.`, `..` or dot segment (no `/` followed
-/// by `/` or `.`) and no byte refused. One table lookup per byte.
+/// by `/` or `.`) and no byte refused.
 fn already_normal(path: &[u8]) -> bool {
     // What each byte is: refused anywhere, a slash, or refused right after a slash.
     const REFUSED: u8 = 1;
@@ -291,9 +292,23 @@ fn already_normal(path: &[u8]) -> bool {
     if path.first() != Some(&b'/') {
         return false;
     }
-    // `after_slash` is NOT_AFTER_SLASH when the previous byte was a slash.
-    let (mut bad, mut after_slash) = (0, 0);
-    for &b in path {
+    // Eight bytes at a time: 0x80 marks a byte refused, or refused after a slash.
+    let mut chunks = path.chunks_exact(8);
+    let mut slash_before = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let slashes = scan::eq_mask(word, b'/');
+        let after_slash = slashes << 8 | slash_before;
+        let refused = scan::eq_mask(word, 0) | scan::eq_mask(word, b'\\');
+        if refused | after_slash & (slashes | scan::eq_mask(word, b'.')) != 0 {
+            return false;
+        }
+        slash_before = slashes >> 56;
+    }
+    // The rest a byte at a time. `after_slash` is NOT_AFTER_SLASH when the
+    // previous byte was a slash.
+    let (mut bad, mut after_slash) = (0, if slash_before != 0 { NOT_AFTER_SLASH } else { 0 });
+    for &b in chunks.remainder() {
         let class = CLASS[usize::from(b)];
         bad |= class & (REFUSED | after_slash);
         after_slash = (class & SLASH) << 1;
@@ -342,7 +357,7 @@ pub(crate) fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     let mut rest = raw;
     // The bytes between escapes are copied a run at a time: most paths have none.
-    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+    while let Some(at) = crate::scan::find(rest, b'%') {
         out.extend_from_slice(&rest[..at]);
         let hi = hex(*rest.get(at + 1)?)?;
         let lo = hex(*rest.get(at + 2)?)?;
