@@ -302,19 +302,20 @@ impl StaticFiles {
                 acceptable.peek()?;
                 Some(acceptable)
             });
-        if let Some(known) = entry.siblings {
+        // (The stamp alone is copied: the siblings are large.)
+        if let Some(known_checked) = entry.siblings.as_ref().map(|known| known.checked) {
             // Looked for as often as the file when the client may be sent one;
             // otherwise only `Vary` depends on them: with the file, at most once a second.
             let due = match acceptable {
-                Some(_) => stale(known.checked),
-                None => revalidated && entry.checked.since(known.checked) >= SIBLINGS_FOR_VARY,
+                Some(_) => stale(known_checked),
+                None => revalidated && entry.checked.since(known_checked) >= SIBLINGS_FOR_VARY,
             };
             if due {
                 let mut path = self.scratch.borrow_mut();
                 path.clear();
                 path.extend_from_slice(entry.path.strip_suffix(b"\0").unwrap_or(&entry.path));
                 let now = self.siblings(&mut path);
-                if now.found != known.found {
+                if entry.siblings.as_ref().is_some_and(|known| now.found != known.found) {
                     // A sibling came, went or changed (and `Vary` may with it): the
                     // entries of the file and its siblings go (no descriptor of a
                     // deleted sibling is kept), and `serve` caches what it sends anew.
@@ -325,7 +326,7 @@ impl StaticFiles {
             }
         }
         let sibling = acceptable.and_then(|mut acceptable| {
-            let siblings = entry.siblings?;
+            let siblings = entry.siblings.as_ref()?;
             acceptable.find_map(|c| Some((c, siblings.found[c.index()]?, siblings.checked)))
         });
         let entry = match sibling {
