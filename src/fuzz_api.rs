@@ -249,9 +249,9 @@ impl Validators {
         self.0.etag()
     }
 
-    /// The `Last-Modified` value.
-    pub fn last_modified(&self) -> String {
-        self.0.last_modified().to_string()
+    /// The `Last-Modified` value; `None` for a modification time in the future.
+    pub fn last_modified(&self) -> Option<String> {
+        self.0.last_modified().map(|d| d.to_string())
     }
 
     /// Evaluates the preconditions among `headers` (name, value) for a GET.

@@ -7,8 +7,7 @@ use crate::parse::{list_items, trim};
 use crate::request::Headers;
 use crate::response::HeaderValue;
 
-/// The last second an HTTP date can express (9999-12-31 23:59:59 UTC): later
-/// modification times (a file on tmpfs can have one) are clamped to it.
+/// The last second an HTTP date can express (9999-12-31 23:59:59 UTC).
 pub(crate) const LAST_HTTP_DATE: u64 = 253_402_300_799;
 
 /// The validators of one file version.
@@ -16,10 +15,11 @@ pub(crate) const LAST_HTTP_DATE: u64 = 253_402_300_799;
 pub(crate) struct Validators {
     /// A strong entity tag with its quotes, e.g. `"6560a1c2.1f0e-400"`.
     pub etag: HeaderValue,
-    /// Modification time, whole seconds since the epoch, at most [`LAST_HTTP_DATE`].
-    pub modified: u64,
+    /// Modification time, whole seconds since the epoch; `None` when it was in
+    /// the future when the validators were made.
+    pub modified: Option<u64>,
     /// `modified` as an HTTP date, rendered once.
-    last_modified: HeaderValue,
+    last_modified: Option<HeaderValue>,
 }
 
 impl Validators {
@@ -28,8 +28,11 @@ impl Validators {
     /// its content coding (empty for identity), so that a precompressed variant
     /// never shares a strong tag with the identity file.
     ///
-    /// A modification time in the future is taken as now for `Last-Modified`,
-    /// which must not be later than the response's `Date` (RFC 9110 §8.8.2.1).
+    /// A modification time in the future (by the server's clock, or past year
+    /// 9999) gives no `Last-Modified`: the field must not be later than `Date`
+    /// (RFC 9110 §8.8.2.1), and a stand-in that moved with the clock would fail
+    /// `If-Unmodified-Since` for an unchanged file. Date conditions are then
+    /// ignored, as for any representation without one (§13.1.3, §13.1.4).
     pub(crate) fn new(len: u64, modified: SystemTime, coding: &str) -> Validators {
         let since = modified.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let dash = if coding.is_empty() { "" } else { "-" };
@@ -39,11 +42,10 @@ impl Validators {
             since.subsec_nanos()
         ));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let modified = since.min(now).as_secs().min(LAST_HTTP_DATE);
-        let last_modified = HeaderValue::format(format_args!(
-            "{}",
-            httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified))
-        ));
+        let modified = Some(since.as_secs()).filter(|&s| s <= now.as_secs() && s <= LAST_HTTP_DATE);
+        let last_modified = modified.map(|secs| {
+            HeaderValue::format(format_args!("{}", httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))))
+        });
         Validators { etag, modified, last_modified }
     }
 
@@ -52,8 +54,8 @@ impl Validators {
         self.etag.as_str()
     }
 
-    /// The `Last-Modified` value.
-    pub(crate) fn last_modified(&self) -> HeaderValue {
+    /// The `Last-Modified` value, if the file has one to send.
+    pub(crate) fn last_modified(&self) -> Option<HeaderValue> {
         self.last_modified.clone()
     }
 }
@@ -79,8 +81,8 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
         if !headers.get_all("if-match").any(|list| matches_any(list, v.etag(), true)) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = header_date(headers, "if-unmodified-since") {
-        if v.modified > date {
+    } else if let (Some(date), Some(modified)) = (header_date(headers, "if-unmodified-since"), v.modified) {
+        if modified > date {
             return Precondition::Failed;
         }
     }
@@ -88,8 +90,8 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
         if headers.get_all("if-none-match").any(|list| matches_any(list, v.etag(), false)) {
             return Precondition::NotModified;
         }
-    } else if let Some(date) = header_date(headers, "if-modified-since") {
-        if v.modified <= date {
+    } else if let (Some(date), Some(modified)) = (header_date(headers, "if-modified-since"), v.modified) {
+        if modified <= date {
             return Precondition::NotModified;
         }
     }
@@ -110,7 +112,7 @@ pub(crate) fn if_range_allows(headers: &Headers<'_>, v: &Validators) -> bool {
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| httpdate::parse_http_date(s).ok())
-        .is_some_and(|d| secs(d) == v.modified)
+        .is_some_and(|d| Some(secs(d)) == v.modified)
 }
 
 /// Whether the entity-tag list `list` (or `*`) matches `etag`; `strong` asks for
@@ -166,26 +168,34 @@ mod tests {
         assert_eq!(v(), v());
         let gz = Validators::new(1024, UNIX_EPOCH + Duration::from_secs(1_700_000_000), "gzip");
         assert_eq!(gz.etag(), "\"6553f100.0-400-gzip\"");
-        assert_eq!(v().last_modified().to_string(), AT);
+        assert_eq!(v().last_modified().map(|d| d.to_string()).as_deref(), Some(AT));
     }
 
     #[test]
-    fn modified_in_the_future_is_now() {
+    fn a_modification_time_in_the_future_gives_no_date() {
         // Beyond year 9999 was found by fuzz/fuzz_targets/conditional.rs: rendering
-        // Last-Modified panicked. Any future time is now (RFC 9110 §8.8.2.1).
+        // Last-Modified panicked. Any future time now gives no date (RFC 9110 §8.8.2.1).
         let now = SystemTime::now();
-        for ahead in [Duration::from_secs(86_400), Duration::from_secs(LAST_HTTP_DATE)] {
-            let later = Validators::new(1, now + ahead, "");
-            let at = httpdate::parse_http_date(&later.last_modified().to_string()).unwrap();
-            let lag = now.duration_since(at).unwrap_or_else(|e| panic!("{:?} after now", e.duration()));
-            assert!(lag <= Duration::from_secs(1), "{lag:?}");
-            assert_ne!(later.etag, Validators::new(1, now, "").etag, "the tag keeps the real time");
+        let stamp = httpdate::fmt_http_date(now);
+        for later in [now + Duration::from_secs(86_400), UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1)] {
+            let v = Validators::new(1, later, "");
+            assert_eq!((v.modified, v.last_modified()), (None, None));
+            assert_ne!(v.etag, Validators::new(1, now, "").etag, "the tag keeps the real time");
+            // Date conditions are ignored; the tag still validates.
+            let eval = |lines: &[&str]| {
+                let mut out = Precondition::Failed;
+                with_headers(lines, |h| out = evaluate(h, &v));
+                out
+            };
+            assert_eq!(eval(&[&format!("If-Modified-Since: {stamp}")]), Precondition::Proceed);
+            assert_eq!(eval(&["If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"]), Precondition::Proceed);
+            assert_eq!(eval(&[&format!("If-None-Match: {}", v.etag())]), Precondition::NotModified);
+            let mut allows = true;
+            with_headers(&[&format!("If-Range: {stamp}")], |h| allows = if_range_allows(h, &v));
+            assert!(!allows, "a date cannot match a file without one");
         }
-        let far = Validators::new(1, UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1), "");
-        let date = far.last_modified().to_string();
-        let mut out = Precondition::Proceed;
-        with_headers(&[&format!("If-Modified-Since: {date}")], |h| out = evaluate(h, &far));
-        assert_eq!(out, Precondition::NotModified, "its own Last-Modified validates");
+        // The present is not the future.
+        assert!(Validators::new(1, now, "").last_modified().is_some());
     }
 
     #[test]

@@ -495,7 +495,9 @@ impl StaticFiles {
     /// `response` is fresh: the fields are appended, not looked for first.
     fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>, vary: bool) {
         response.append_header(known::ETAG, v.etag.clone());
-        response.append_header(known::LAST_MODIFIED, v.last_modified());
+        if let Some(date) = v.last_modified() {
+            response.append_header(known::LAST_MODIFIED, date);
+        }
         if let Some(cc) = &self.cache_control {
             response.append_header(known::CACHE_CONTROL, HeaderValue::from(cc.clone()));
         }
