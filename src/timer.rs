@@ -127,20 +127,26 @@ impl Timers {
     /// Moves `key` to the tail of `kind`'s list with deadline `now + duration(kind)`,
     /// unlinking it from whatever list it was in. `TimerKind::None` just unlinks.
     ///
-    /// Lazily: when `key` is in `kind`'s list already and the new deadline would be
-    /// less than [`lazy_delay`] later, it stays where it is (nginx does the same
-    /// with 300 ms). So a deadline comes at most that much early, and a keep-alive
-    /// connection's next request mostly touches no other connection's link.
+    /// Lazily for the idle and send timeouts, which every request or write moves
+    /// on: when `key` is in that list already and the new deadline would be less
+    /// than [`lazy_delay`] later, it stays where it is (nginx does the same with
+    /// 300 ms). So such a deadline comes at most that much early, and a keep-alive
+    /// connection's next request mostly touches no other connection's link. The
+    /// header, body and linger timeouts, which bound one request or window, are
+    /// always set anew.
     pub(crate) fn arm<T: Linked>(&mut self, slab: &mut Slab<T>, key: usize, kind: TimerKind, now: Millis) {
         if kind == TimerKind::None {
             return self.unlink(slab, key);
         }
         let k = kind as usize;
         let at = now.saturating_add(self.durations[k]);
-        if slab.get(key).is_some_and(|e| {
-            let link = e.link();
-            link.linked == kind && at.saturating_sub(link.at) < lazy_delay(self.durations[k])
-        }) {
+        let lazy = matches!(kind, TimerKind::Idle | TimerKind::Send);
+        if lazy
+            && slab.get(key).is_some_and(|e| {
+                let link = e.link();
+                link.linked == kind && at.saturating_sub(link.at) < lazy_delay(self.durations[k])
+            })
+        {
             return;
         }
         self.unlink(slab, key);
@@ -259,12 +265,20 @@ mod tests {
         assert_eq!(t.pop_expired(&mut slab, TimerKind::Idle, 5_100), Some(b));
         assert_eq!(t.pop_expired(&mut slab, TimerKind::Idle, 5_100), None);
         // A short duration's delay is an eighth of it: 10 s -> 300 ms cap, 80 ms -> 10 ms.
+        let mut slab: Slab<Item> = Slab::new();
+        let c = slab.insert(Item::default());
         let mut short = Timers::new([Duration::from_millis(80); KINDS]);
-        short.arm(&mut slab, a, TimerKind::Send, 1_000);
-        short.arm(&mut slab, a, TimerKind::Send, 1_009);
-        assert_eq!(slab[a].0.armed(), (TimerKind::Send, 1_080));
-        short.arm(&mut slab, a, TimerKind::Send, 1_010);
-        assert_eq!(slab[a].0.armed(), (TimerKind::Send, 1_090));
+        short.arm(&mut slab, c, TimerKind::Send, 1_000);
+        short.arm(&mut slab, c, TimerKind::Send, 1_009);
+        assert_eq!(slab[c].0.armed(), (TimerKind::Send, 1_080));
+        short.arm(&mut slab, c, TimerKind::Send, 1_010);
+        assert_eq!(slab[c].0.armed(), (TimerKind::Send, 1_090));
+        // The per-request timeouts are never lazy.
+        for kind in [TimerKind::Header, TimerKind::Body, TimerKind::Linger] {
+            short.arm(&mut slab, c, kind, 2_000);
+            short.arm(&mut slab, c, kind, 2_001);
+            assert_eq!(slab[c].0.armed(), (kind, 2_081), "{kind:?}");
+        }
     }
 
     #[test]
