@@ -716,8 +716,8 @@ impl Conn {
                 log::error!("{}: writing the response to {} {} panicked", self.peer, req.method_str(), req.target());
             } else {
                 log::error!("{}: handler panicked on {} {}", self.peer, req.method_str(), req.target());
+                shared.counters.handler_panic();
             }
-            shared.counters.handler_panic();
             shared.router.finish(&req, &mut response);
         }
         // Whatever of this response was written is dropped; earlier ones stay.

@@ -1360,6 +1360,12 @@ fn binary_warns_about_pages_it_cannot_read() {
     let stderr = s.stderr();
     assert!(stderr.contains(&format!("--error-page {spec}: cannot read")), "{stderr}");
     assert!(stderr.contains("--spa no-shell.html: cannot read"), "{stderr}");
+    // A page outside ROOT is never sent, so it is warned about too.
+    let outside = tree.outside("shell.html", SHELL);
+    let escape = format!("../{}", outside.file_name().unwrap().to_str().unwrap());
+    let s = Spawned::start(&["--listen", "127.0.0.1:0", "--access-log", "off", "--spa", &escape, root], 1);
+    assert_eq!(get(s.addr(), "/app/route").status, 404, "{}", s.stderr());
+    assert!(s.stderr().contains("leads out of ROOT"), "{}", s.stderr());
     // Pages that are there draw no warning.
     let s = Spawned::start(&["--listen", "127.0.0.1:0", "--access-log", "off", "--spa", "index.html", root], 1);
     assert_eq!(get(s.addr(), "/").status, 200);

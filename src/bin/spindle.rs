@@ -430,7 +430,18 @@ fn warn_about_missing_pages(args: &Args) {
         warn_unless_file(&format!("--error-page {status}={}", file.display()), file);
     }
     if let Some(file) = &args.files.spa {
-        warn_unless_file(&format!("--spa {file}"), &args.root.join(file.trim_start_matches('/')));
+        let flag = format!("--spa {file}");
+        let path = args.root.join(file.trim_start_matches('/'));
+        // Served only from below ROOT (symlinks included), as the file handler opens it.
+        let outside = match (std::fs::canonicalize(&path), std::fs::canonicalize(&args.root)) {
+            (Ok(real), Ok(root)) => !real.starts_with(root),
+            _ => false,
+        };
+        if outside {
+            log::warn!("{flag}: {} leads out of ROOT; it is never sent", path.display());
+        } else {
+            warn_unless_file(&flag, &path);
+        }
     }
 }
 

@@ -455,10 +455,13 @@ mod tests {
                 .collect();
             paths.extend(longer);
         }
-        // The same behind longer prefixes.
-        let prefixed: Vec<Vec<u8>> = [&b"/abcde"[..], b"/abcdefghijkl"]
+        // The same behind longer prefixes, and before a suffix: the bytes land on
+        // each side of the eight-byte words' boundaries, between two full words too.
+        let prefixed: Vec<Vec<u8>> = [&b"/abcde"[..], b"/abcdef", b"/abcdefghijkl"]
             .iter()
-            .flat_map(|prefix| paths.iter().map(move |p| [*prefix, p.as_slice()].concat()))
+            .flat_map(|prefix| {
+                paths.iter().flat_map(move |p| [[*prefix, p.as_slice()].concat(), [*prefix, p, b"zzzzzzzzz"].concat()])
+            })
             .collect();
         let (mut fast, mut walked) = (Vec::new(), Vec::new());
         for path in paths.iter().chain(&prefixed) {
