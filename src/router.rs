@@ -18,7 +18,7 @@ pub trait Handler: Send + 'static {
     /// The response to `req`.
     fn handle(&self, req: &Request<'_>) -> Response;
 
-    /// Called when the server has had no traffic for about a second: give back
+    /// Called when the server has had no traffic for about half a second: give back
     /// memory held only for speed (cache entries past their validity, scratch
     /// buffers grown by a large request). The default does nothing.
     fn on_idle(&self) {}

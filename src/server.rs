@@ -37,8 +37,10 @@ const POOL_SPARE: usize = 64;
 /// (After a quiet spell none is kept.)
 const POOL_SPARE_TRIMMED: usize = 4;
 const POOL_TRIM_MS: Millis = 5000;
-/// After this long without an event the server gives back memory held for speed.
-const QUIET_TRIM_MS: Millis = 1000;
+/// After this long without an event the server gives back memory held for speed:
+/// long enough that steady traffic never pays for it, short enough that memory
+/// read a second after the last request is already the idle figure.
+const QUIET_TRIM_MS: Millis = 500;
 /// Events handled on one reading of the clock (a wakeup's first event reads it,
 /// then every this many): reading it per event showed in profiles of many
 /// keep-alive clients. Deadlines armed on an older reading are early by the time
