@@ -357,7 +357,7 @@ pub(crate) fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     let mut rest = raw;
     // The bytes between escapes are copied a run at a time: most paths have none.
-    while let Some(at) = crate::scan::find(rest, b'%') {
+    while let Some(at) = scan::find(rest, b'%') {
         out.extend_from_slice(&rest[..at]);
         let hi = hex(*rest.get(at + 1)?)?;
         let lo = hex(*rest.get(at + 2)?)?;
