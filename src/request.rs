@@ -176,6 +176,17 @@ impl<'a> Headers<'a> {
             .map(move |s| part(head, s.value))
     }
 
+    /// The values of the fields called `name` (any case), in order, if there is
+    /// at least one: the lines of one list field (RFC 9110 §5.3).
+    pub(crate) fn get_lines<'n>(&self, name: &'n str) -> Option<impl Iterator<Item = &'a [u8]> + 'n>
+    where
+        'a: 'n,
+    {
+        let mut lines = self.get_all(name).peekable();
+        lines.peek()?;
+        Some(lines)
+    }
+
     /// Every field as (name, value), in the order received.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let head = self.head;

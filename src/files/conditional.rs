@@ -76,9 +76,8 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
     if headers.surely_lacks(&["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"]) {
         return Precondition::Proceed;
     }
-    // A field's lines are one list (RFC 9110 §5.3).
-    if headers.get_bytes("if-match").is_some() {
-        if !headers.get_all("if-match").any(|list| matches_any(list, v.etag(), true)) {
+    if let Some(mut lists) = headers.get_lines("if-match") {
+        if !lists.any(|list| matches_any(list, v.etag(), true)) {
             return Precondition::Failed;
         }
     } else if let (Some(date), Some(modified)) = (header_date(headers, "if-unmodified-since"), v.modified) {
@@ -86,8 +85,8 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
             return Precondition::Failed;
         }
     }
-    if headers.get_bytes("if-none-match").is_some() {
-        if headers.get_all("if-none-match").any(|list| matches_any(list, v.etag(), false)) {
+    if let Some(mut lists) = headers.get_lines("if-none-match") {
+        if lists.any(|list| matches_any(list, v.etag(), false)) {
             return Precondition::NotModified;
         }
     } else if let (Some(date), Some(modified)) = (header_date(headers, "if-modified-since"), v.modified) {

@@ -171,8 +171,7 @@ impl StaticFiles {
         let siblings = self.precompressed.then(|| self.siblings(path));
         let mut sibling = None;
         if let (Some(siblings), None) = (siblings, range) {
-            if headers.get_bytes("accept-encoding").is_some() {
-                let accept = headers.get_all("accept-encoding");
+            if let Some(accept) = headers.get_lines("accept-encoding") {
                 for c in encoding::acceptable(accept).filter(|c| siblings.found[c.index()].is_some()) {
                     let len = path.len();
                     path.extend_from_slice(c.suffix());
@@ -297,8 +296,8 @@ impl StaticFiles {
         }
         // The codings the client accepts that may be served, if any.
         let acceptable =
-            headers.get_bytes("accept-encoding").filter(|_| self.precompressed && range.is_none()).and_then(|_| {
-                let mut acceptable = encoding::acceptable(headers.get_all("accept-encoding")).peekable();
+            headers.get_lines("accept-encoding").filter(|_| self.precompressed && range.is_none()).and_then(|accept| {
+                let mut acceptable = encoding::acceptable(accept).peekable();
                 acceptable.peek()?;
                 Some(acceptable)
             });
