@@ -265,6 +265,26 @@ impl Exchange {
     fn head_end(&self) -> usize {
         self.rpos as usize + self.request.map_or(0, |r| r.len)
     }
+
+    /// Gives back the buffers while a delayed answer waits with nothing else to
+    /// send: the write buffer, and the read buffer unless a pipelined request
+    /// follows the current one in it (nothing is read meanwhile). Either is
+    /// allocated again when next needed. The current request's head goes with
+    /// the read buffer (its spans are not used past the handler).
+    fn release_buffers(&mut self) {
+        if self.sending() {
+            return;
+        }
+        (self.wbuf, self.wpos) = (Vec::new(), 0);
+        if self.head_end() != self.rend as usize {
+            return;
+        }
+        if let Some(head) = &mut self.request {
+            (head.len, head.target, head.method_span) = (0, (0, 0), (0, 0));
+        }
+        (self.rpos, self.rend, self.scanned) = (0, 0, 0);
+        self.rbuf = Vec::new();
+    }
 }
 
 /// One client connection.
@@ -353,7 +373,7 @@ impl Conn {
     /// Whether the connection waits for its socket to become writable.
     fn wants_write(&self) -> bool {
         !self.write_ready
-            && matches!(self.phase, Phase::Send | Phase::Body)
+            && matches!(self.phase, Phase::Send | Phase::Body | Phase::Delay)
             && self.exchange.as_ref().is_some_and(|x| x.sending())
     }
 
@@ -403,7 +423,7 @@ impl Conn {
                 Phase::Body => self.read_body(&mut x, shared, &mut read_budget),
                 Phase::Send => self.send(&mut x, shared, &mut budget, &mut progressed),
                 Phase::Linger => self.linger(&mut x),
-                Phase::Delay => Some(Flow::Wait),
+                Phase::Delay => Some(self.wait_delay(&mut x, shared, &mut budget, &mut progressed)),
             };
             if let Some(flow) = step {
                 break flow;
@@ -837,6 +857,37 @@ impl Conn {
             self.finish_request(x, shared);
             return None;
         }
+        if let Some(flow) = self.write_out(x, shared, budget, progressed) {
+            return Some(flow);
+        }
+        self.finish_request(x, shared);
+        None
+    }
+
+    /// One step of `Delay`: the answers to requests pipelined ahead of the delayed
+    /// one go out meanwhile; once they have, the buffers go back until it is due.
+    fn wait_delay(&mut self, x: &mut Exchange, shared: &mut Shared, budget: &mut usize, progressed: &mut bool) -> Flow {
+        if let Some(flow) = self.write_out(x, shared, budget, progressed) {
+            return flow;
+        }
+        if self.link.armed().0 == TimerKind::Send {
+            // Nothing stalls any more: the send deadline set meanwhile goes.
+            self.arm = Some(TimerKind::None);
+        }
+        x.release_buffers();
+        Flow::Wait
+    }
+
+    /// Writes what is pending within this wakeup's `budget`: `None` once all of it
+    /// is written, otherwise how to wait (or that the connection must close).
+    #[inline]
+    fn write_out(
+        &mut self,
+        x: &mut Exchange,
+        shared: &mut Shared,
+        budget: &mut usize,
+        progressed: &mut bool,
+    ) -> Option<Flow> {
         while x.sending() {
             if *budget == 0 && self.write_ready {
                 // This wakeup's share is spent. Ask the poller again rather than
@@ -869,7 +920,6 @@ impl Conn {
                 Err(flow) => return Some(flow),
             }
         }
-        self.finish_request(x, shared);
         None
     }
 

@@ -86,6 +86,33 @@ fn delays_are_timed_by_the_loop_and_do_not_block_others() {
 }
 
 #[test]
+fn pipelined_requests_around_a_delay_keep_their_order_and_the_earlier_ones_do_not_wait() {
+    let (server, _root) = server();
+    let mut c = Client::new(server.addr);
+    c.send(concat!(
+        "GET /json HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /delay/1500 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n",
+    ));
+    let started = Instant::now();
+    // The answer ahead of the delayed one goes out at once, not with it.
+    assert_eq!(c.recv().text(), r#"{"message":"Hello, World!"}"#);
+    assert!(started.elapsed() < Duration::from_millis(750), "held back for {:?}", started.elapsed());
+    let r = c.recv();
+    assert_eq!((r.status, r.text().as_str()), (200, "delayed\n"));
+    assert!(started.elapsed() >= Duration::from_millis(1400), "answered after {:?}", started.elapsed());
+    // The one behind it is answered after it.
+    let head = c.recv_head();
+    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("13"), 0));
+    // Requests sent one at a time after a delayed one (whose buffers went while
+    // it waited) are read and answered into new ones.
+    for _ in 0..3 {
+        assert_eq!(c.get("/delay/0").status, 200);
+        assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    }
+}
+
+#[test]
 fn binary_flag_turns_them_on() {
     let root = site();
     let on = Spawned::start(&["--listen", "127.0.0.1:0", "--load-test", root.path().to_str().unwrap()], 1);
