@@ -41,18 +41,23 @@ impl Coding {
 /// `Accept`: (element without parameters, q), q defaulting to 1 and `None`
 /// when malformed.
 pub(crate) fn weighted(list: &[u8]) -> impl Iterator<Item = (&[u8], Option<u16>)> {
-    list_items(list).map(|item| {
-        let mut parts = item.split(|&b| b == b';');
-        let name = trim(parts.next().unwrap_or_default());
-        let q = parts
-            .filter_map(|p| {
-                let p = trim(p);
-                p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))
-            })
-            .next()
-            .map_or(Some(1000), qvalue);
-        (name, q)
-    })
+    list_items(list).map(weigh)
+}
+
+/// One element of a weighted list (trimmed): its name and weight.
+fn weigh(item: &[u8]) -> (&[u8], Option<u16>) {
+    let Some(semi) = item.iter().position(|&b| b == b';') else {
+        // Most elements are a bare name, of weight 1.
+        return (item, Some(1000));
+    };
+    let q = item[semi + 1..]
+        .split(|&b| b == b';')
+        .find_map(|p| {
+            let p = trim(p);
+            p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))
+        })
+        .map_or(Some(1000), qvalue);
+    (trim(&item[..semi]), q)
 }
 
 /// The codings `accept` (the lines of `Accept-Encoding`, taken as one list as
