@@ -18,6 +18,13 @@ pub struct Config {
     /// Largest request body accepted, in bytes; a larger one gets 413 (before it is
     /// read, when its length is declared).
     pub max_body_bytes: usize,
+    /// Most bytes of request bodies held in memory at once by one event loop (each
+    /// worker has its own): a body's declared length counts from when its head
+    /// arrives, a chunked body's bytes as they come. A body that would go over is
+    /// refused with `503 Service Unavailable` (with `Retry-After: 1`) and the
+    /// connection closed, so that many clients sending large bodies slowly cannot
+    /// exhaust memory.
+    pub max_body_memory: usize,
     /// The request-body deadline window: in each such window a body must bring at
     /// least `body_min_rate` bytes per second (at least one byte), or the client
     /// gets 408 and the connection is closed.
@@ -55,6 +62,7 @@ impl Default for Config {
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
+            max_body_memory: 64 * 1024 * 1024,
             body_timeout: Duration::from_secs(10),
             body_min_rate: 1024,
             idle_timeout: Duration::from_secs(5),

@@ -72,6 +72,10 @@ pub(crate) struct Shared {
     pub draining: bool,
     /// Reused for percent-decoding request paths.
     pub decoded: Vec<u8>,
+    /// Bytes of request bodies held now, against `Config::max_body_memory`.
+    pub bodies_held: usize,
+    /// When a body was last refused for want of that memory (logged once a second).
+    pub bodies_refused_logged: Option<Millis>,
     pub counters: std::sync::Arc<Counters>,
 }
 
@@ -151,6 +155,9 @@ pub(crate) struct Exchange {
     spans: Vec<HeaderSpan>,
     /// Its body, decoded; and the decoder while the body is still arriving.
     body: Vec<u8>,
+    /// Bytes of `Shared::bodies_held` that are this body's: its declared length,
+    /// or what a chunked body has brought so far.
+    body_held: usize,
     decoder: Option<BodyDecoder>,
     /// Body bytes received in the current body-deadline window.
     body_window: u64,
@@ -264,6 +271,13 @@ impl Exchange {
     /// Where the current request's head ends in `rbuf`.
     fn head_end(&self) -> usize {
         self.rpos as usize + self.request.map_or(0, |r| r.len)
+    }
+
+    /// Drops the body, and what it held of `Config::max_body_memory`.
+    fn drop_body(&mut self, shared: &mut Shared) {
+        shared.bodies_held -= self.body_held;
+        self.body_held = 0;
+        self.body.clear();
     }
 
     /// Gives back the buffers while a delayed answer waits with nothing else to
@@ -400,6 +414,7 @@ impl Conn {
     /// or when nothing is in flight any more).
     pub(crate) fn recycle(&mut self, shared: &mut Shared) {
         if let Some(mut x) = self.exchange.take() {
+            x.drop_body(shared);
             x.reset();
             shared.exchanges.give(x);
         }
@@ -565,8 +580,16 @@ impl Conn {
             }
             length => BodyDecoder::new(length),
         };
+        x.drop_body(shared);
+        if let BodyLength::Fixed(n) = head.body {
+            // Counted whole from the start: the client has said it is coming.
+            let n = n as usize;
+            if !hold_body(&mut x.body_held, n, shared) {
+                return self.refuse_body(x, shared);
+            }
+            x.body.reserve_exact(n);
+        }
         x.decoder = decoder;
-        x.body.clear();
         x.body_window = 0;
         if head.expect_continue && head.minor_version == 1 {
             prepare_write_buffer(x, &shared.config);
@@ -603,6 +626,10 @@ impl Conn {
             if x.body.len() + data.len() > shared.config.max_body_bytes {
                 log::debug!("{}: chunked request body is too large", self.peer);
                 self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
+                return None;
+            }
+            if !hold_body(&mut x.body_held, x.body.len() + data.len(), shared) {
+                self.refuse_body(x, shared);
                 return None;
             }
             x.body.extend_from_slice(data);
@@ -763,11 +790,29 @@ impl Conn {
             x.spans.clear();
         }
         let mut response = Response::status(status);
+        if status == Status::SERVICE_UNAVAILABLE {
+            response.set_header("Retry-After", "1");
+        }
         {
             let req = build_request(x, target_split(x), &[], false, self.peer);
             shared.router.finish(&req, &mut response);
         }
         self.write_response(x, &mut response, head_only, shared);
+    }
+
+    /// Refuses a request whose body would take request-body memory beyond
+    /// `Config::max_body_memory`: 503, to be tried again shortly.
+    fn refuse_body(&mut self, x: &mut Exchange, shared: &mut Shared) {
+        let now = shared.now;
+        if shared.bodies_refused_logged.is_none_or(|t| now >= t.saturating_add(1000)) {
+            shared.bodies_refused_logged = Some(now);
+            log::warn!(
+                "request bodies in memory reach the limit ({} bytes): refusing new ones (503)",
+                shared.config.max_body_memory
+            );
+        }
+        x.drop_body(shared);
+        self.refuse(x, Status::SERVICE_UNAVAILABLE, shared);
     }
 
     /// Writes `response` into the write buffer and starts sending it.
@@ -1060,7 +1105,7 @@ impl Conn {
         }
         x.scanned = 0;
         x.spans.clear();
-        x.body.clear();
+        x.drop_body(shared);
         x.skip_empty_lines();
         if !self.keep_alive {
             if !x.sending() {
@@ -1159,6 +1204,21 @@ fn prepare_write_buffer(x: &mut Exchange, config: &Config) {
         x.wbuf.clear();
         x.wpos = 0;
     }
+}
+
+/// Counts a body of `len` bytes against `Config::max_body_memory`, growing
+/// what it holds (`held`) to `len`: false, counting nothing, when that would go over.
+fn hold_body(held: &mut usize, len: usize, shared: &mut Shared) -> bool {
+    let more = len.saturating_sub(*held);
+    if more == 0 {
+        return true;
+    }
+    if shared.bodies_held.saturating_add(more) > shared.config.max_body_memory {
+        return false;
+    }
+    shared.bodies_held += more;
+    *held += more;
+    true
 }
 
 /// Appends as much of the pending response body as fits in the write buffer.

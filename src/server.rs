@@ -129,6 +129,8 @@ impl Server {
             clock: Clock::new(),
             draining: false,
             decoded: Vec::new(),
+            bodies_held: 0,
+            bodies_refused_logged: None,
             counters: stats.0,
             config,
         };

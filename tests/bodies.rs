@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use spindle::{Config, Request, Router, StaticFiles, Status};
+use spindle::{Config, Request, Router, StaticFiles, StatsHandle, Status};
 
 /// A request that must never be answered when it hides inside (or after) a body.
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -53,6 +53,11 @@ fn body_len(req: &Request<'_>) -> spindle::Response {
 /// `GET /hello` says hello, `GET|POST /smuggled` count their hits; static files
 /// from a small site for everything else.
 fn start(config: Config) -> Echo {
+    start_counting(config, StatsHandle::new())
+}
+
+/// [`start`], counting into `stats`.
+fn start_counting(config: Config, stats: StatsHandle) -> Echo {
     let smuggled = Arc::new(AtomicUsize::new(0));
     let (hits_get, hits_post) = (smuggled.clone(), smuggled.clone());
     let site = site();
@@ -72,7 +77,7 @@ fn start(config: Config) -> Echo {
             spindle::Response::text("smuggled")
         })
         .fallback(files);
-    Echo { server: TestServer::with_router(router, config), smuggled, _site: site }
+    Echo { server: TestServer::with_stats(router, config, stats), smuggled, _site: site }
 }
 
 /// Short timeouts, so that a connection the server wrongly keeps open ends soon.
@@ -538,6 +543,69 @@ fn content_length_at_the_limit_is_read_and_one_over_is_refused_before_the_body()
     raw.extend_from_slice(SMUGGLED.as_bytes());
     check_refused(srv.addr(), "1001 bytes sent anyway", &raw, 413).unwrap();
     assert_eq!(srv.smuggled(), 0);
+}
+
+#[test]
+fn bodies_held_at_once_are_limited_and_the_memory_comes_back() {
+    // Room for two bodies of 1,000 bytes, not three.
+    let stats = StatsHandle::new();
+    let srv = start_counting(Config { max_body_bytes: 1000, max_body_memory: 2500, ..config() }, stats.clone());
+    let half = pattern(500);
+    // Two clients declare 1,000 bytes each and send half: both held.
+    let mut waiting: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = client(srv.addr());
+            let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".to_vec();
+            raw.extend_from_slice(&half);
+            c.send(raw);
+            c
+        })
+        .collect();
+    assert!(wait_for(Duration::from_secs(2), || stats.read().reading_body == 2), "{:?}", stats.read());
+    // A third declared body would go over: 503 with Retry-After, before its body.
+    let mut third = client(srv.addr());
+    let started = Instant::now();
+    third.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    let r = third.recv();
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")), "{r:?}");
+    assert!(closes(&r), "503 without Connection: close: {r:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "the 503 took {:?}", started.elapsed());
+    third.expect_eof();
+    // So would a chunked one, once it grows past what is left (500 bytes).
+    let mut chunked_client = client(srv.addr());
+    let r = chunked_client.exchange(post_chunked("/len", &chunked(&pattern(600), 100)));
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")), "{r:?}");
+    // Bodies without a route to read them are held too, but a request without one is not refused.
+    assert_eq!(client(srv.addr()).exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
+    // The two finish and are answered; then their memory is free for others.
+    for c in &mut waiting {
+        c.send(&half);
+        let r = c.recv();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body == pattern(500).repeat(2), "echo differs");
+    }
+    for _ in 0..2 {
+        let mut c = client(srv.addr());
+        let r = c.exchange(post("/len", &pattern(1000)));
+        assert_eq!((r.status, r.text()), (200, "1000".to_string()));
+        let r = c.exchange(post_chunked("/len", &chunked(&pattern(1000), 300)));
+        assert_eq!((r.status, r.text()), (200, "1000".to_string()));
+    }
+    // A client that leaves in the middle of its body gives its share back too.
+    for _ in 0..3 {
+        let mut c = client(srv.addr());
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc");
+        drop(c);
+    }
+    let mut admitted = false;
+    assert!(
+        wait_for(Duration::from_secs(2), || {
+            let r = client(srv.addr()).exchange(post("/len", &pattern(1000)));
+            admitted = r.status == 200;
+            admitted
+        }),
+        "bodies of clients that left are still counted"
+    );
 }
 
 #[test]

@@ -42,6 +42,8 @@ Options:
       --send-timeout SECS     Time a response may stall on a client not reading [default: 30]
       --grace-period SECS     Time in-flight responses get on SIGINT/SIGTERM [default: 10]
       --max-body BYTES        Largest request body accepted (K, M suffixes) [default: 1M]
+      --max-body-memory BYTES Most request-body bytes held at once per worker; beyond → 503
+                              [default: 64M]
       --body-timeout SECS     Window in which a request body must make progress [default: 10]
       --access-log PATH       Access-log file, '-' for stdout, or off; reopened on SIGHUP [default: -]
       --log-format FORMAT     Access-log format: common or combined [default: common]
@@ -118,6 +120,7 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
             Long("send-timeout") => config.send_timeout = duration(parser.value()?)?,
             Long("grace-period") => config.grace_period = duration(parser.value()?)?,
             Long("max-body") => config.max_body_bytes = size(parser.value()?)?,
+            Long("max-body-memory") => config.max_body_memory = size(parser.value()?)?,
             Long("body-timeout") => config.body_timeout = duration(parser.value()?)?,
             Long("fd") => fds.push(parser.value()?.parse()?),
             Long("workers") => {
