@@ -727,16 +727,10 @@ impl Conn {
         let decoded = split.is_some_and(|(path, _)| {
             files::percent_decode(&x.rbuf[start + path.0..start + path.1], &mut shared.decoded).is_some()
         });
-        let outcome = if head.method == Method::Other {
-            Err(Status::NOT_IMPLEMENTED)
-        } else if !decoded {
-            Err(Status::BAD_REQUEST)
-        } else {
-            Ok(())
-        };
         let head_only = head.method == Method::Head;
-        if let Err(status) = outcome {
-            let mut response = Response::status(status);
+        if head.method == Method::Other || !decoded {
+            let target = x.rbuf.get(start..x.rpos as usize + head.target.1);
+            let mut response = unroutable(head.method, target.unwrap_or_default());
             {
                 let req = build_request(x, split, &shared.decoded, decoded, self.peer);
                 shared.router.finish(&req, &mut response);
@@ -1342,6 +1336,19 @@ fn build_request<'a>(
         body: &x.body,
         params: None,
         mount_len: 0,
+    }
+}
+
+/// The answer to a request no handler can take: its method is unknown, or its
+/// target has no path (or one that does not decode).
+fn unroutable(method: Method, target: &[u8]) -> Response {
+    match method {
+        Method::Other => Response::status(Status::NOT_IMPLEMENTED),
+        // Asterisk-form asks about the server as a whole (RFC 9110 §9.3.7): it is here.
+        Method::Options if target == b"*" => Response::new(Status::OK),
+        // Authority-form asks for a tunnel, which this server does not make.
+        Method::Connect => Response::status(Status::NOT_IMPLEMENTED),
+        _ => Response::status(Status::BAD_REQUEST),
     }
 }
 

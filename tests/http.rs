@@ -953,6 +953,32 @@ fn unknown_method_gets_501() {
     c.expect_eof();
 }
 
+#[test]
+fn asterisk_and_authority_form_targets() {
+    let root = site();
+    let server = TestServer::with_root(root.path());
+    let mut c = client(server.addr);
+    // OPTIONS * asks about the server as a whole (RFC 9112 §3.2.4, RFC 9110 §9.3.7).
+    let r = c.exchange("OPTIONS * HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!((r.status, r.header("content-length"), r.body.len()), (200, Some("0"), 0), "{r:?}");
+    assert_ne!(connection(&r).as_deref(), Some("close"), "{r:?}");
+    assert_serves(&c.exchange(get_close("/style.css")), "/style.css");
+    c.expect_eof();
+    // The asterisk is a target for OPTIONS only.
+    for method in ["GET", "POST", "DELETE"] {
+        let r = client(server.addr).exchange(format!("{method} * HTTP/1.1\r\nHost: test\r\n\r\n"));
+        assert_error_page(&r, 400);
+    }
+    let r = client(server.addr).exchange_head("HEAD * HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (400, 0), "{r:?}");
+    // CONNECT asks for a tunnel, which this server does not make.
+    let r = client(server.addr).exchange("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_error_page(&r, 501);
+    // Authority-form with any other method is malformed.
+    let r = client(server.addr).exchange("GET example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_error_page(&r, 400);
+}
+
 // ---- hostile clients ------------------------------------------------------------------------
 
 #[test]
