@@ -100,7 +100,12 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
 /// Whether a `Range` may be honoured given `If-Range` (RFC 9110 §13.1.5): absent,
 /// or a strong ETag equal to ours, or a date equal to our `Last-Modified`.
 pub(crate) fn if_range_allows(headers: &Headers<'_>, v: &Validators) -> bool {
-    let Some(value) = headers.get_bytes("if-range") else { return true };
+    let mut lines = headers.get_all("if-range");
+    let Some(value) = lines.next() else { return true };
+    if lines.next().is_some() {
+        // One validator is asked for; with several the condition cannot hold.
+        return false;
+    }
     let value = trim(value);
     if value.starts_with(b"\"") {
         return value == v.etag().as_bytes();
@@ -128,8 +133,14 @@ fn matches_any(list: &[u8], etag: &str, strong: bool) -> bool {
     })
 }
 
+/// The date in field `name`; `None` when it is absent, not a date, or sent more
+/// than once (a list of dates, which RFC 9110 §13.1.3 and §13.1.4 say to ignore).
 fn header_date(headers: &Headers<'_>, name: &str) -> Option<u64> {
-    let value = headers.get(name)?;
+    let mut lines = headers.get_all(name);
+    let value = std::str::from_utf8(lines.next()?).ok()?;
+    if lines.next().is_some() {
+        return None;
+    }
     httpdate::parse_http_date(value.trim()).ok().map(secs)
 }
 
@@ -210,6 +221,20 @@ mod tests {
         // Lines of one field are one list (§5.3): the tag on a second line counts.
         assert_eq!(eval(&["If-None-Match: \"a\"", &format!("If-None-Match: {tag}")]), Precondition::NotModified);
         assert_eq!(eval(&["If-None-Match: \"a\"", "If-None-Match: \"b\""]), Precondition::Proceed);
+        // A date sent twice is a list of dates: ignored (§13.1.3), whichever would match.
+        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+        assert_eq!(
+            eval(&[&format!("If-Modified-Since: {far}"), &format!("If-Modified-Since: {BEFORE}")]),
+            Precondition::Proceed
+        );
+        assert_eq!(
+            eval(&[&format!("If-Modified-Since: {AT}"), &format!("If-Modified-Since: {AT}")]),
+            Precondition::Proceed
+        );
+        assert_eq!(
+            eval(&[&format!("If-Unmodified-Since: {BEFORE}"), &format!("If-Unmodified-Since: {AT}")]),
+            Precondition::Proceed
+        );
         // If-None-Match wins over If-Modified-Since (§13.2.2).
         assert_eq!(eval(&["If-None-Match: \"other\"", &format!("If-Modified-Since: {AT}")]), Precondition::Proceed);
     }
@@ -248,5 +273,8 @@ mod tests {
         assert!(!allows(&[&format!("If-Range: W/{tag}")]));
         assert!(allows(&[&format!("If-Range: {AT}")]));
         assert!(!allows(&[&format!("If-Range: {BEFORE}")]));
+        // One validator is asked for: two, even both ours, are not.
+        assert!(!allows(&[&format!("If-Range: {tag}"), &format!("If-Range: {tag}")]));
+        assert!(!allows(&[&format!("If-Range: {AT}"), &format!("If-Range: {AT}")]));
     }
 }
