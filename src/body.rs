@@ -42,6 +42,8 @@ pub(crate) enum BodyDecoder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Size,
+    /// Whitespace after the size: an extension (`;`) or the line's end must follow.
+    SizeWs,
     Ext,
     SizeLf,
     Data,
@@ -117,6 +119,20 @@ impl BodyDecoder {
 }
 
 impl Chunked {
+    /// Counts one byte of a chunk's extension (or the whitespace before it)
+    /// against the limits.
+    fn count_ext(&mut self) -> Result<(), BodyError> {
+        self.ext_len += 1;
+        self.ext_total += 1;
+        if self.ext_len > MAX_CHUNK_EXT {
+            return Err(BodyError("chunk extension too long"));
+        }
+        if self.ext_total > MAX_CHUNK_EXT_TOTAL {
+            return Err(BodyError("chunk extensions too long"));
+        }
+        Ok(())
+    }
+
     fn decode(&mut self, input: &[u8]) -> Result<Step, BodyError> {
         let mut i = 0;
         while let Some(&b) = input.get(i) {
@@ -142,23 +158,25 @@ impl Chunked {
                         b'\r' => self.state = State::SizeLf,
                         b';' | b' ' | b'\t' => {
                             self.ext_len = 0;
-                            self.state = State::Ext;
+                            self.state = if b == b';' { State::Ext } else { State::SizeWs };
                         }
                         _ => return Err(BodyError("invalid chunk size")),
                     },
                 },
+                // RFC 9112 §7.1.1: chunk-size [ BWS ";" chunk-ext ] CRLF.
+                State::SizeWs => match b {
+                    b'\r' => self.state = State::SizeLf,
+                    b' ' | b'\t' | b';' => {
+                        if b == b';' {
+                            self.state = State::Ext;
+                        }
+                        self.count_ext()?;
+                    }
+                    _ => return Err(BodyError("invalid chunk size")),
+                },
                 State::Ext => match b {
                     b'\r' => self.state = State::SizeLf,
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => {
-                        self.ext_len += 1;
-                        self.ext_total += 1;
-                        if self.ext_len > MAX_CHUNK_EXT {
-                            return Err(BodyError("chunk extension too long"));
-                        }
-                        if self.ext_total > MAX_CHUNK_EXT_TOTAL {
-                            return Err(BodyError("chunk extensions too long"));
-                        }
-                    }
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => self.count_ext()?,
                     _ => return Err(BodyError("invalid chunk extension")),
                 },
                 State::SizeLf => {
@@ -276,9 +294,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_framing() {
-        for bad in
-            [&b"x\r\n"[..], b"5\r\nhelloX\r\n", b"5\nhello\r\n", b"11111111111111111\r\n", b"-1\r\n", b"5;\x01\r\n"]
-        {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloX\r\n",
+            b"5\nhello\r\n",
+            b"11111111111111111\r\n",
+            b"-1\r\n",
+            b"5;\x01\r\n",
+            // After the size only whitespace, then an extension or the line's end (RFC 9112 §7.1.1).
+            b"5 garbage\r\nhello\r\n",
+            b"5\tx;e\r\nhello\r\n",
+            b"5 \x01\r\nhello\r\n",
+        ] {
             assert!(run(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let long_ext = format!("1;{}\r\n", "e".repeat(2000));
@@ -289,6 +316,15 @@ mod tests {
         assert_eq!(run(within.as_bytes(), 4096).unwrap().0, b"A".repeat(16));
         let beyond = format!("{}0\r\n\r\n", chunk.repeat(17));
         assert_eq!(run(beyond.as_bytes(), 4096), Err(BodyError("chunk extensions too long")));
+    }
+
+    #[test]
+    fn whitespace_may_come_before_an_extension_or_the_end_of_the_size_line() {
+        for ok in [&b"5 \r\nhello\r\n0\r\n\r\n"[..], b"5\t ;e=1\r\nhello\r\n0 \r\n\r\n", b"5 ; e\r\nhello\r\n0\r\n\r\n"]
+        {
+            let (data, _, done) = run(ok, 3).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(ok)));
+            assert_eq!((data.as_slice(), done), (&b"hello"[..], true));
+        }
     }
 
     #[test]
