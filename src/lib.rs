@@ -35,6 +35,7 @@ mod body;
 mod config;
 mod conn;
 mod date;
+mod error_pages;
 mod files;
 mod head;
 pub mod listen;
@@ -56,6 +57,7 @@ mod timer;
 
 pub use access_log::{AccessLog, LogFormat, TARGET as ACCESS_LOG_TARGET};
 pub use config::Config;
+pub use error_pages::ErrorPages;
 pub use files::StaticFiles;
 pub use log_file::{LogFile, LogWriter};
 pub use middleware::{Middleware, SetHeaders};

@@ -1343,6 +1343,51 @@ fn binary_error_page_flag() {
     assert_html(&r, "binary 404");
     let r = get(s.addr(), "/.env");
     assert_eq!((r.status, r.text().as_str()), (403, "flag forbidden\n"));
+
+    // Any error response, not the file handler's alone: the connection's 400 and
+    // 413, the 405 for a method files do not take; HEAD gets the page's length.
+    let bad = tree.outside("bad.txt", "flag bad request\n");
+    let not_allowed = tree.outside("405.html", "<p>flag not allowed</p>\n");
+    let too_large = tree.outside("413.html", "<p>flag too large</p>\n");
+    let specs = [
+        format!("400={}", bad.display()),
+        format!("405={}", not_allowed.display()),
+        format!("413={}", too_large.display()),
+    ];
+    let s = Spawned::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "-",
+            "--max-body",
+            "10",
+            "--error-page",
+            &specs[0],
+            "--error-page",
+            &specs[1],
+            "--error-page",
+            &specs[2],
+            root,
+        ],
+        1,
+    );
+    let r = get(s.addr(), "/%zz");
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("content-type")),
+        (400, "flag bad request\n", Some("text/plain; charset=utf-8"))
+    );
+    let r = request(s.addr(), b"DELETE /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (405, "<p>flag not allowed</p>\n"));
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{r:?}");
+    let r = request(s.addr(), b"POST /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (413, "<p>flag too large</p>\n"));
+    let mut c = Client::new(s.addr());
+    let r = c.exchange_head("HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.header("content-length"), r.body.len()), (400, Some("17"), 0), "{r:?}");
+    // Statuses without a page keep the built-in one; the log counts the page's bytes.
+    assert_eq!(get(s.addr(), "/does/not/exist").status, 404);
+    assert!(wait_for(Duration::from_secs(3), || s.stdout().contains("\"GET /%zz HTTP/1.1\" 400 17")), "{}", s.stdout());
 }
 
 #[test]

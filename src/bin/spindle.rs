@@ -12,8 +12,8 @@ use mio::{Interest, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
-    listen, AccessLog, Config, Control, EventLoop, LogFile, LogFormat, Request, Response, Router, Server, SetHeaders,
-    StaticFiles, StatsHandle, StatsPage, Status,
+    listen, AccessLog, Config, Control, ErrorPages, EventLoop, LogFile, LogFormat, Request, Response, Router, Server,
+    SetHeaders, StaticFiles, StatsHandle, StatsPage, Status,
 };
 
 /// Tokens of the binary's own sources (below the server's).
@@ -56,7 +56,8 @@ Options:
       --no-precompressed      Do not serve NAME.br / NAME.gz for NAME
       --no-file-cache         Do not keep small files (<= 64 KiB) in memory, nor larger ones open
       --file-cache-valid SECS Trust a cached file this long before checking it again [default: 0 = always]
-      --error-page STATUS=FILE  Answer STATUS with FILE; repeatable [default: 404.html in ROOT]
+      --error-page STATUS=FILE  Answer STATUS with FILE, whatever the error; repeatable
+                              [default: 404.html in ROOT]
       --spa FILE              Answer missing paths with ROOT/FILE and 200 (single-page apps)
       --load-test             Serve /plaintext, /json, /bytes/N, /status/CODE, /delay/MS (for wrk and co.)
   -h, --help                  Print help
@@ -468,9 +469,6 @@ fn build_router(args: &Args, log_file: Option<&LogFile>, stats: &[StatsHandle]) 
     if let Some(value) = &args.files.cache_control {
         files = files.cache_control(value);
     }
-    for (status, file) in &args.files.error_pages {
-        files = files.error_page(Status(*status), file);
-    }
     if let Some(file) = &args.files.spa {
         files = files.spa_fallback(file);
     }
@@ -493,6 +491,16 @@ fn build_router(args: &Args, log_file: Option<&LogFile>, stats: &[StatsHandle]) 
     }
     if let Some(log_file) = log_file {
         router = router.wrap(AccessLog::to_file(args.log_format, log_file.writer()));
+    }
+    // Innermost (its on_response first): the access log and the added header
+    // fields see the page that is sent.
+    let pages = args
+        .files
+        .error_pages
+        .iter()
+        .fold(ErrorPages::new(), |pages, (status, file)| pages.page(Status(*status), file));
+    if !pages.is_empty() {
+        router = router.wrap(pages);
     }
     Ok(router)
 }

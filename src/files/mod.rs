@@ -560,23 +560,19 @@ impl StaticFiles {
     fn error(&self, status: Status, scratch: &mut Vec<u8>) -> Response {
         let configured = self.error_pages.iter().find(|(s, _)| *s == status);
         let page = match configured {
-            Some((_, path)) => std::fs::File::open(path).ok().and_then(|f| {
-                let len = f.metadata().ok().filter(|m| m.is_file())?.len();
-                let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
-                let (mime, text) = resolve::content_type(name);
-                Some((f, len, mime, text))
-            }),
+            Some((_, path)) => crate::error_pages::page_file(path),
             None if status == Status::NOT_FOUND => {
                 scratch.clear();
                 scratch.extend_from_slice(b"404.html");
-                self.root.open_file(scratch).ok().map(|f| (f.file, f.len, f.mime, f.text))
+                self.root.open_file(scratch).ok().map(|f| crate::error_pages::PageFile {
+                    body: Body::File { file: f.file, offset: 0, len: f.len },
+                    content_type: HeaderValue::mime(f.mime, f.text),
+                })
             }
             None => None,
         };
         match page {
-            Some((file, len, mime, text)) => Response::new(status)
-                .with_header("Content-Type", HeaderValue::mime(mime, text))
-                .with_body(Body::File { file, offset: 0, len }),
+            Some(page) => Response::new(status).with_header("Content-Type", page.content_type).with_body(page.body),
             None => Response::status(status),
         }
     }
