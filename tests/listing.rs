@@ -1325,6 +1325,45 @@ fn head_on_a_custom_404_sends_headers_only() {
 }
 
 #[test]
+fn listings_show_only_what_would_be_served() {
+    use std::os::unix::fs::symlink;
+    let tree = Tree::new();
+    tree.write("d/plain.txt", "plain\n");
+    tree.mkdir("d/sub");
+    tree.write("shared.txt", "shared\n");
+    let d = tree.root.join("d");
+    symlink("plain.txt", d.join("to-plain")).unwrap();
+    symlink("sub", d.join("to-sub")).unwrap();
+    symlink("../shared.txt", d.join("to-shared")).unwrap();
+    // Led out of ROOT (by an absolute path or by climbing), dangling, or looping:
+    // each is refused when fetched, so none is listed (nor the size and time of
+    // what is outside).
+    symlink(tree.tmp.path().join("secret.txt"), d.join("to-secret")).unwrap();
+    symlink("../../secret.txt", d.join("up-to-secret")).unwrap();
+    symlink("nowhere.txt", d.join("dangling")).unwrap();
+    symlink("loop", d.join("loop")).unwrap();
+    let fifo = std::ffi::CString::new(d.join("fifo").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    let server = serve(tree.files().listing(true));
+    let j = get_with(server.addr, "/d/", "Accept: application/json\r\n");
+    assert_json(&j, "/d/");
+    let entries = json_entries(&j.text());
+    assert_eq!(json_names(&entries), ["sub", "to-sub", "plain.txt", "to-plain", "to-shared"], "{entries:?}");
+    let shared = entries.iter().find(|e| e.name == "to-shared").unwrap();
+    assert_eq!((shared.kind.as_str(), shared.size), ("file", 7));
+    // Each listed entry is served; each left out is not.
+    for name in ["to-plain", "to-shared", "plain.txt"] {
+        assert_eq!(get(server.addr, &format!("/d/{name}")).status, 200, "{name}");
+    }
+    for name in ["to-secret", "up-to-secret", "dangling", "loop", "fifo"] {
+        assert_ne!(get(server.addr, &format!("/d/{name}")).status, 200, "{name}");
+    }
+    let html = get(server.addr, "/d/").text();
+    assert!(!html.contains("secret") && !html.contains("fifo") && !html.contains("dangling"), "{html}");
+}
+
+#[test]
 fn binary_error_page_flag() {
     let tree = Tree::new();
     tree.write(".env", SECRET);

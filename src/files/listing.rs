@@ -75,8 +75,12 @@ pub(crate) fn prefers_json(accept: &[u8]) -> bool {
     json > 0 && json > html.or(text).or(any).unwrap_or(0)
 }
 
-/// Reads the entries of the open directory `dir` (dotfiles left out), sorted.
-pub(crate) fn read(dir: &File, options: Options) -> io::Result<Vec<Entry>> {
+/// Reads the entries of the open directory `dir`, sorted: the regular files and
+/// directories in it, and the symlinks to them that `serves` (given a name) says
+/// the file handler would follow. Dotfiles and what is never served (FIFOs,
+/// sockets, devices, dangling symlinks) are left out, and so is a symlink out of
+/// the root, whose target's size and time are not to be shown.
+pub(crate) fn read(dir: &File, options: Options, mut serves: impl FnMut(&[u8]) -> bool) -> io::Result<Vec<Entry>> {
     use std::os::fd::AsRawFd;
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
@@ -86,12 +90,19 @@ pub(crate) fn read(dir: &File, options: Options) -> io::Result<Vec<Entry>> {
             continue;
         }
         // Stat relative to the directory (no path walk); follow only symlinks, to
-        // list what they lead to (a dangling one is listed as itself).
+        // list what they lead to.
         let mut meta = entry.metadata()?;
         if meta.file_type().is_symlink() {
-            if let Ok(target) = std::fs::metadata(entry.path()) {
-                meta = target;
+            if !serves(name.as_bytes()) {
+                continue;
             }
+            match std::fs::metadata(entry.path()) {
+                Ok(target) => meta = target,
+                Err(_) => continue,
+            }
+        }
+        if !meta.is_file() && !meta.is_dir() {
+            continue;
         }
         let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
         entries.push(Entry { name: name.as_bytes().to_vec(), dir: meta.is_dir(), size: meta.len(), modified });

@@ -538,7 +538,18 @@ impl StaticFiles {
                 return respond(Body::Shared(body));
             }
         }
-        let entries = match listing::read(&dir, options) {
+        // A symlink is listed if fetching it would be served.
+        let mut linked = Vec::new();
+        let serves = |name: &[u8]| {
+            linked.clear();
+            linked.extend_from_slice(path);
+            if !linked.ends_with(b"/") {
+                linked.push(b'/');
+            }
+            linked.extend_from_slice(name);
+            self.root.resolve(&linked, scratch).is_ok()
+        };
+        let entries = match listing::read(&dir, options, serves) {
             Ok(entries) => entries,
             Err(e) => {
                 log::error!("{}: listing {}: {e}", req.peer(), req.path());
