@@ -525,9 +525,10 @@ impl Response {
     }
 
     /// Asks the server to send this response only after `delay`, timed by the
-    /// event loop (nothing sleeps; other clients are served meanwhile).
+    /// event loop (nothing sleeps; other clients are served meanwhile). A zero
+    /// delay is none: the response is sent at once.
     pub fn with_delay(mut self, delay: std::time::Duration) -> Response {
-        self.delay = Some(delay);
+        self.delay = Some(delay).filter(|d| !d.is_zero());
         self
     }
 
@@ -585,6 +586,13 @@ impl From<&'static str> for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_delay_is_none() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(Response::new(Status::OK).with_delay(ms(0)).delay(), None);
+        assert_eq!(Response::new(Status::OK).with_delay(ms(5)).delay(), Some(ms(5)));
+    }
 
     #[test]
     fn formatted_values_are_inline_when_short() {
