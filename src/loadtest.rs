@@ -6,7 +6,7 @@
 //! | `GET /plaintext` | `Hello, World!` as text/plain (the TechEmpower shape) |
 //! | `GET /json` | `{"message":"Hello, World!"}` as application/json |
 //! | `GET /bytes/N` | N zero bytes (N ≤ 16 MiB), application/octet-stream |
-//! | `GET /status/CODE` | status CODE (200–599) with the built-in page |
+//! | `GET /status/CODE` | status CODE (200–599) with the built-in page (and the fields 401, 405, 407 and 426 must carry) |
 //! | `GET /delay/MS` | 200 after MS milliseconds (≤ 60 s), timed by the event loop |
 //!
 //! Every answer is built without allocating.
@@ -57,9 +57,18 @@ fn bytes(req: &Request<'_>) -> Response {
 }
 
 fn status(req: &Request<'_>) -> Response {
-    match number(req, "code").filter(|c| (200..600).contains(c)) {
-        Some(code) => Response::status(Status(code as u16)),
-        None => Response::status(Status::BAD_REQUEST),
+    let Some(code) = number(req, "code").filter(|c| (200..600).contains(c)) else {
+        return Response::status(Status::BAD_REQUEST);
+    };
+    let response = Response::status(Status(code as u16));
+    // The fields RFC 9110 says these statuses must carry (§15.5.2, §15.5.6,
+    // §15.5.8, §15.5.22).
+    match code {
+        401 => response.with_header("WWW-Authenticate", "Basic realm=\"spindle\""),
+        405 => response.with_header("Allow", "GET, HEAD"),
+        407 => response.with_header("Proxy-Authenticate", "Basic realm=\"spindle\""),
+        426 => response.with_header("Upgrade", "HTTP/1.1"),
+        _ => response,
     }
 }
 

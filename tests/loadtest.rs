@@ -43,6 +43,12 @@ fn sized_bodies_and_statuses() {
     for code in [200u16, 201, 301, 404, 418, 503, 599] {
         assert_eq!(get(server.addr, &format!("/status/{code}")).status, code);
     }
+    // The fields some statuses must carry (RFC 9110 §15.5).
+    for (code, field) in [(401, "www-authenticate"), (405, "allow"), (407, "proxy-authenticate"), (426, "upgrade")] {
+        let r = get(server.addr, &format!("/status/{code}"));
+        assert_eq!(r.status, code);
+        assert!(r.header(field).is_some_and(|v| !v.is_empty()), "{code} without {field}: {r:?}");
+    }
     let r = get(server.addr, "/status/204");
     assert_eq!((r.status, r.body.len()), (204, 0));
     // RFC 9110 §15.3.6: no content in a 205, and a length that says so.
