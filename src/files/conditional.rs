@@ -32,17 +32,22 @@ impl Validators {
     /// 9999) gives no `Last-Modified`: the field must not be later than `Date`
     /// (RFC 9110 §8.8.2.1), and a stand-in that moved with the clock would fail
     /// `If-Unmodified-Since` for an unchanged file. Date conditions are then
-    /// ignored, as for any representation without one (§13.1.3, §13.1.4).
+    /// ignored, as for any representation without one (§13.1.3, §13.1.4). So
+    /// does a time before 1970, which the tag then counts back from the epoch.
     pub(crate) fn new(len: u64, modified: SystemTime, coding: &str) -> Validators {
-        let since = modified.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let (before_epoch, since) = match modified.duration_since(UNIX_EPOCH) {
+            Ok(since) => (false, since),
+            Err(e) => (true, e.duration()),
+        };
+        let sign = if before_epoch { "-" } else { "" };
         let dash = if coding.is_empty() { "" } else { "-" };
         let etag = HeaderValue::format(format_args!(
-            "\"{:x}.{:x}-{len:x}{dash}{coding}\"",
+            "\"{sign}{:x}.{:x}-{len:x}{dash}{coding}\"",
             since.as_secs(),
             since.subsec_nanos()
         ));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let modified = Some(since.as_secs()).filter(|&s| s <= now.as_secs() && s <= LAST_HTTP_DATE);
+        let modified = Some(since.as_secs()).filter(|&s| !before_epoch && s <= now.as_secs() && s <= LAST_HTTP_DATE);
         let last_modified = modified.map(|secs| {
             HeaderValue::format(format_args!("{}", httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))))
         });
@@ -206,6 +211,18 @@ mod tests {
         }
         // The present is not the future.
         assert!(Validators::new(1, now, "").last_modified().is_some());
+    }
+
+    #[test]
+    fn a_modification_time_before_1970_gives_its_own_tag_and_no_date() {
+        let before = |secs| Validators::new(5, UNIX_EPOCH - Duration::from_secs(secs), "");
+        assert_eq!(before(1).etag(), "\"-1.0-5\"");
+        assert_ne!(before(1).etag, before(2).etag, "two versions of one length share a tag");
+        assert_ne!(before(1).etag, Validators::new(5, UNIX_EPOCH + Duration::from_secs(1), "").etag);
+        assert_eq!((before(1).modified, before(1).last_modified()), (None, None));
+        let mut out = Precondition::Failed;
+        with_headers(&["If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"], |h| out = evaluate(h, &before(1)));
+        assert_eq!(out, Precondition::Proceed);
     }
 
     #[test]
