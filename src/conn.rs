@@ -273,11 +273,15 @@ impl Exchange {
         self.rpos as usize + self.request.map_or(0, |r| r.len)
     }
 
-    /// Drops the body, and what it held of `Config::max_body_memory`.
+    /// Drops the body, and what it held of `Config::max_body_memory`; a large
+    /// body's memory goes with it (what counted is then free).
     fn drop_body(&mut self, shared: &mut Shared) {
         shared.bodies_held -= self.body_held;
         self.body_held = 0;
         self.body.clear();
+        if self.body.capacity() > KEEP_BODY_CAPACITY {
+            self.body = Vec::new();
+        }
     }
 
     /// Gives back the buffers while a delayed answer waits with nothing else to
@@ -816,6 +820,8 @@ impl Conn {
             x.delay_until = Some(shared.now.saturating_add(crate::timer::duration_ms(delay)));
             x.delayed = Some(std::mem::replace(response, Response::new(Status::OK)));
             self.phase = Phase::Delay;
+            // The delay is its own deadline: a body's (or any earlier) one goes.
+            self.arm = Some(TimerKind::None);
             return;
         }
         let status = response.status_code();
@@ -913,6 +919,8 @@ impl Conn {
             // Nothing stalls any more: the send deadline set meanwhile goes.
             self.arm = Some(TimerKind::None);
         }
+        // The handler has read the body: it goes too.
+        x.drop_body(shared);
         x.release_buffers();
         Flow::Wait
     }

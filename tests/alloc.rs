@@ -141,3 +141,26 @@ fn a_delayed_answer_holds_little_memory_while_it_waits() {
         assert_eq!(read_one(c, &mut buf), 200);
     }
 }
+
+#[test]
+fn a_large_body_is_not_kept_after_its_request() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let router = Router::new().post("/len", |req: &Request<'_>| Response::text(req.body().len().to_string()));
+    let server = TestServer::with_router(router, Config::default());
+    let mut stream = connect(server.addr);
+    let mut buf = vec![0u8; 4096];
+    // The start of a next head follows the body at once, so the connection never
+    // goes idle and its exchange is not pooled: the body's memory must go all the same.
+    let mut message = format!("POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 512 * 1024).into_bytes();
+    message.extend(std::iter::repeat_n(b'b', 512 * 1024));
+    message.extend_from_slice(b"GET /len HTTP/1.1\r\nHo");
+    let before = LIVE.load(Ordering::SeqCst);
+    stream.write_all(&message).unwrap();
+    assert_eq!(read_one(&mut stream, &mut buf), 200);
+    let mut held = i64::MAX;
+    let freed = wait_for(Duration::from_secs(2), || {
+        held = LIVE.load(Ordering::SeqCst) - before;
+        held < 128 * 1024
+    });
+    assert!(freed, "{held} bytes still held after a 512 KiB body was answered");
+}

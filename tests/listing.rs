@@ -1364,6 +1364,20 @@ fn listings_show_only_what_would_be_served() {
 }
 
 #[test]
+fn listings_under_a_mount_point_show_the_symlinks_served_there() {
+    use std::os::unix::fs::symlink;
+    let tree = Tree::new();
+    tree.write("a.txt", "a\n");
+    tree.mkdir("sub");
+    symlink("../a.txt", tree.root.join("sub/link")).unwrap();
+    symlink(tree.tmp.path().join("secret.txt"), tree.root.join("sub/out")).unwrap();
+    let server = TestServer::with_router(Router::new().mount("/static", tree.files().listing(true)), Config::default());
+    assert_eq!(get(server.addr, "/static/sub/link").text(), "a\n");
+    let j = get_with(server.addr, "/static/sub/", "Accept: application/json\r\n");
+    assert_eq!(json_names(&json_entries(&j.text())), ["link"], "{}", j.text());
+}
+
+#[test]
 fn binary_error_page_flag() {
     let tree = Tree::new();
     tree.write(".env", SECRET);
@@ -1380,6 +1394,9 @@ fn binary_error_page_flag() {
     assert_eq!(r.status, 404, "{r:?}");
     assert_eq!(r.text(), CUSTOM_404);
     assert_html(&r, "binary 404");
+    // The configured page wins over ROOT/404.html.
+    tree.write("404.html", "root's own 404\n");
+    assert_eq!(get(s.addr(), "/does/not/exist").text(), CUSTOM_404);
     let r = get(s.addr(), "/.env");
     assert_eq!((r.status, r.text().as_str()), (403, "flag forbidden\n"));
 

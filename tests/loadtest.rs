@@ -119,6 +119,20 @@ fn pipelined_requests_around_a_delay_keep_their_order_and_the_earlier_ones_do_no
 }
 
 #[test]
+fn a_delay_outlasts_the_body_deadline_of_its_request() {
+    let root = site();
+    let router = Router::new().load_test_endpoints().fallback(StaticFiles::new(root.path()).unwrap());
+    let config = Config { body_timeout: Duration::from_millis(300), ..Config::default() };
+    let server = TestServer::with_router(router, config);
+    let mut c = Client::new(server.addr);
+    // The body is complete: its deadline must not end the wait for the answer.
+    c.send("GET /delay/900 HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    let r = c.recv();
+    assert_eq!((r.status, r.text().as_str()), (200, "delayed\n"));
+    assert_eq!(c.get("/plaintext").status, 200, "kept alive");
+}
+
+#[test]
 fn binary_flag_turns_them_on() {
     let root = site();
     let on = Spawned::start(&["--listen", "127.0.0.1:0", "--load-test", root.path().to_str().unwrap()], 1);

@@ -469,6 +469,11 @@ fn build_router(args: &Args, log_file: Option<&LogFile>, stats: &[StatsHandle]) 
     if let Some(value) = &args.files.cache_control {
         files = files.cache_control(value);
     }
+    // The file handler's own errors take the pages too: its 404 would otherwise
+    // be ROOT/404.html, which `ErrorPages` leaves alone.
+    for (status, file) in &args.files.error_pages {
+        files = files.error_page(Status(*status), file);
+    }
     if let Some(file) = &args.files.spa {
         files = files.spa_fallback(file);
     }

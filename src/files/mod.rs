@@ -542,7 +542,8 @@ impl StaticFiles {
         let mut linked = Vec::new();
         let serves = |name: &[u8]| {
             linked.clear();
-            linked.extend_from_slice(path);
+            // The path below the mount point, as requests are resolved.
+            linked.extend_from_slice(req.mounted_path_bytes());
             if !linked.ends_with(b"/") {
                 linked.push(b'/');
             }
