@@ -23,7 +23,7 @@ pub struct Config {
     /// arrives, a chunked body's bytes as they come. A body that would go over is
     /// refused with `503 Service Unavailable` (with `Retry-After: 1`) and the
     /// connection closed, so that many clients sending large bodies slowly cannot
-    /// exhaust memory.
+    /// exhaust memory. Below `max_body_bytes`, it is the largest body accepted.
     pub max_body_memory: usize,
     /// The request-body deadline window: in each such window a body must bring at
     /// least `body_min_rate` bytes per second (at least one byte), or the client

@@ -577,7 +577,7 @@ impl Conn {
         self.keep_alive = head.keep_alive && !shared.draining;
         let decoder = match head.body {
             BodyLength::None => return self.dispatch(x, shared),
-            BodyLength::Fixed(n) if n > shared.config.max_body_bytes as u64 => {
+            BodyLength::Fixed(n) if n > max_body(&shared.config) as u64 => {
                 // Refused before reading it; the lingering close drains what is sent anyway.
                 log::debug!("{}: request body of {n} bytes is too large", self.peer);
                 return self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
@@ -627,7 +627,7 @@ impl Conn {
                 }
             };
             let data = &input[step.data.0..step.data.1];
-            if x.body.len() + data.len() > shared.config.max_body_bytes {
+            if x.body.len() + data.len() > max_body(&shared.config) {
                 log::debug!("{}: chunked request body is too large", self.peer);
                 self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
                 return None;
@@ -1206,6 +1206,13 @@ fn prepare_write_buffer(x: &mut Exchange, config: &Config) {
         x.wbuf.clear();
         x.wpos = 0;
     }
+}
+
+/// The largest body accepted: `Config::max_body_bytes`, unless the memory for
+/// all bodies is less (a body that could never fit is too large, not to be
+/// tried again).
+fn max_body(config: &Config) -> usize {
+    config.max_body_bytes.min(config.max_body_memory)
 }
 
 /// Counts a body of `len` bytes against `Config::max_body_memory`, growing

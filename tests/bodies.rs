@@ -597,6 +597,13 @@ fn bodies_held_at_once_are_limited_and_the_memory_comes_back() {
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc");
         drop(c);
     }
+    // A body larger than all the memory for bodies could never be taken: 413.
+    let small = start(Config { max_body_bytes: 1000, max_body_memory: 600, ..config() });
+    let r = client(small.addr()).exchange(post("/len", &pattern(700)));
+    assert_eq!(r.status, 413, "{r:?}");
+    let r = client(small.addr()).exchange(post_chunked("/len", &chunked(&pattern(700), 100)));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(client(small.addr()).exchange(post("/len", &pattern(600))).text(), "600");
     let mut admitted = false;
     assert!(
         wait_for(Duration::from_secs(2), || {
