@@ -178,16 +178,13 @@ impl Exchange {
     }
 
     /// Forgets everything in flight, keeping (bounded) buffer memory.
-    fn reset(&mut self) {
+    fn reset(&mut self, shared: &mut Shared) {
         self.rpos = 0;
         self.rend = 0;
         self.scanned = 0;
         self.request = None;
         self.spans.clear();
-        self.body.clear();
-        if self.body.capacity() > KEEP_BODY_CAPACITY {
-            self.body = Vec::new();
-        }
+        self.drop_body(shared);
         self.decoder = None;
         self.body_window = 0;
         self.wbuf.clear();
@@ -418,8 +415,7 @@ impl Conn {
     /// or when nothing is in flight any more).
     pub(crate) fn recycle(&mut self, shared: &mut Shared) {
         if let Some(mut x) = self.exchange.take() {
-            x.drop_body(shared);
-            x.reset();
+            x.reset(shared);
             shared.exchanges.give(x);
         }
     }
