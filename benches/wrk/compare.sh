@@ -157,6 +157,9 @@ cpu_ticks() {
   echo "$total"
 }
 hz=$(getconf CLK_TCK)
+# Ticks the hypervisor took from CPUs 0 and 1 (steal) so far: a run that lost
+# some has a worse tail latency whichever server ran, so latency is shown with it.
+steal_ticks() { awk '/^cpu[01] /{t += $9} END{print t + 0}' /proc/stat; }
 
 # scenario: name | connections | path | how (keep-alive, pipelined, close) | metric (rps or MBps)
 scenarios=(
@@ -241,15 +244,16 @@ else
       for s in "${scenarios[@]}"; do
         runs "$server" "$s" || continue
         IFS='|' read -r name _ _ _ metric <<<"$s"
-        before=$(cpu_ticks "$started")
+        before=$(cpu_ticks "$started") stolen=$(steal_ticks)
         line=$(load "$s" "$port")
         read -r value eff <<<"$(figures "$s" "$line" $(( $(cpu_ticks "$started") - before )) "round $round $server")"
+        stolen=$(awk -v t="$(( $(steal_ticks) - stolen ))" -v d="$duration" -v hz="$hz" 'BEGIN{printf "%.1f", 100*t/(2*d*hz)}')
         results["$server|$name"]+="$value "
         per_cpu["$server|$name"]+="$eff "
         if [ "$name" = keepalive-1k ]; then
-          latency["$server"]+="$(sed -n 's/.*p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1\/\2/p' <<<"$line") "
+          latency["$server"]+="$(sed -n 's/.*p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1\/\2/p' <<<"$line") ($stolen%) "
         fi
-        echo "round $round $server $name: $value $metric, $eff per server CPU-second" >&2
+        echo "round $round $server $name: $value $metric, $eff per server CPU-second; $stolen% of CPUs 0-1 stolen by the host" >&2
       done
       stop
     done
@@ -299,7 +303,7 @@ if [ "$paired" = yes ]; then
 fi
 table "Per second (MBps: MB per second):" results
 table "Per second of server CPU (what tells servers apart when wrk is the bottleneck):" per_cpu
-printf '\nLatency of keepalive-1k, p50/p99 ms, by round:\n\n'
+printf '\nLatency of keepalive-1k, p50/p99 ms (and the share of CPUs 0-1 the host stole meanwhile), by round:\n\n'
 for s in $servers; do printf -- '- %s: %s\n' "$s" "${latency[$s]:-}"; done
 printf '\nMedians of %s interleaved rounds, %s s per run; server on CPU 1, wrk -t1 on CPU 0; %s.\n' \
   "$rounds" "$duration" "$(nproc) CPUs, $(uname -r)"
