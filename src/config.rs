@@ -13,7 +13,11 @@ pub struct Config {
     /// larger heads get 431 (or 414 when the request line alone is too long).
     pub max_header_bytes: usize,
     /// Time a client has to send a whole request head, from its first byte
-    /// (from connecting, for a new connection). Trickling does not extend it.
+    /// (for a new connection, from when the server takes it: the kernel holds
+    /// back a connection that has sent nothing for about a second at first,
+    /// `TCP_DEFER_ACCEPT`, and a stream handed over with
+    /// [`Server::accept_stream`](crate::Server::accept_stream) starts then).
+    /// Trickling does not extend it.
     pub header_timeout: Duration,
     /// Largest request body accepted, in bytes; a larger one gets 413 (before it is
     /// read, when its length is declared).
@@ -53,6 +57,12 @@ pub struct Config {
     /// Size of each pooled response buffer: heads, bodies of up to 4 KiB, and
     /// files too small for sendfile(2) are written through it.
     pub write_buffer_bytes: usize,
+    /// After half a second without traffic, also hand the C allocator's free
+    /// memory back to the system (glibc's `malloc_trim`; elsewhere nothing), as
+    /// the `spindle` binary does. It acts on the whole process and walks all of
+    /// its heap on the loop thread, so it is off by default: a host program with
+    /// a large heap of its own would stall for that long.
+    pub trim_allocator: bool,
 }
 
 impl Default for Config {
@@ -72,6 +82,7 @@ impl Default for Config {
             send_budget: 256 * 1024,
             send_lowat: 32 * 1024,
             write_buffer_bytes: 32 * 1024,
+            trim_allocator: false,
         }
     }
 }

@@ -1063,9 +1063,10 @@ impl Conn {
         }
         let count =
             usize::try_from(*left).unwrap_or(usize::MAX).min(shared.config.send_budget.max(SENDFILE_MIN as usize));
-        let mut off = i64::try_from(*offset).unwrap_or(i64::MAX);
-        // SAFETY: both descriptors are open for the duration of the call; `off` is a valid off_t.
-        let n = unsafe { libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        let mut off: libc::off64_t = i64::try_from(*offset).unwrap_or(i64::MAX);
+        // SAFETY: both descriptors are open for the duration of the call; `off` is a
+        // valid 64-bit offset (sendfile64: files past 2 GiB where off_t is 32 bits).
+        let n = unsafe { libc::sendfile64(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
         match n {
             n if n > 0 => {
                 let n = n as u64;

@@ -8,6 +8,11 @@ use crate::response::{is_token, HeaderValue, Response};
 
 /// A hook around request handling, added with [`Router::wrap`](crate::Router::wrap).
 ///
+/// `on_request` hooks run in the order the middleware was added; `on_response`
+/// hooks run innermost first, for every middleware whose `on_request` ran (so
+/// one that answered early sees its own response, and the ones added after it
+/// see nothing of that request).
+///
 /// Like handlers, middleware runs on the event-loop thread and must not block.
 pub trait Middleware: Send + 'static {
     /// Sees (and may change) each request before it is routed. Returning a
@@ -19,7 +24,10 @@ pub trait Middleware: Send + 'static {
     }
 
     /// Sees (and may change) each response before it is sent, including the
-    /// server's own error responses. The default changes nothing.
+    /// server's own error responses. For a request the server refuses before
+    /// routing (400, 408, 413, 431, 501 and the like) no `on_request` has run;
+    /// every middleware's `on_response` still does, innermost first, with the
+    /// request as far as it was understood. The default changes nothing.
     fn on_response(&self, req: &Request<'_>, response: &mut Response) {
         let _ = (req, response);
     }

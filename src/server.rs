@@ -23,8 +23,16 @@ use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
 const LISTENER_TOKENS: usize = 64;
-/// Bits of a connection token that hold the slab key; the generation sits above them.
+/// Bits of a connection token that hold the slab key, and above them the bits of
+/// its generation (narrower where `usize` is 32 bits, so that the span fits).
+#[cfg(target_pointer_width = "64")]
 const KEY_BITS: u32 = 32;
+#[cfg(target_pointer_width = "64")]
+const GEN_BITS: u32 = 16;
+#[cfg(not(target_pointer_width = "64"))]
+const KEY_BITS: u32 = 20;
+#[cfg(not(target_pointer_width = "64"))]
+const GEN_BITS: u32 = 8;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
 /// The answer to a client accepted only to be refused (no room at the connection
@@ -71,7 +79,8 @@ pub struct Server {
     conns: Slab<Conn>,
     timers: Timers,
     shared: Shared,
-    first_token: usize,
+    /// The first of the server's tokens, once [`register`](Server::register)ed.
+    first_token: Option<usize>,
     next_gen: u16,
     /// Accepting is paused after EMFILE/ENFILE until this time.
     accept_paused_until: Option<Millis>,
@@ -103,7 +112,10 @@ struct Listener {
 
 /// The number of tokens a server uses, starting at the first token given to
 /// [`Server::register`]: the host must not use any of them for its own sources.
-pub const TOKEN_SPAN: usize = LISTENER_TOKENS + (1 << (KEY_BITS + 16));
+/// It is 2^48 + 64 where `usize` has 64 bits (2^28 + 64 where it has 32), so the
+/// range belongs low in the token space: `Token(1 << 20)` leaves the host the
+/// tokens below it and everything from `1 << 20` plus the span up.
+pub const TOKEN_SPAN: usize = LISTENER_TOKENS + (1 << (KEY_BITS + GEN_BITS));
 
 impl Server {
     /// A server answering with `router` under the limits of `config`, with no
@@ -139,7 +151,7 @@ impl Server {
             conns: Slab::new(),
             timers,
             shared,
-            first_token: 0,
+            first_token: None,
             next_gen: 0,
             accept_paused_until: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
@@ -160,14 +172,19 @@ impl Server {
 
     /// Binds a listening socket on `addr` (IPv6 sockets are IPv6-only, so `[::]`
     /// and `0.0.0.0` can both be bound) and returns its local address, which tells
-    /// the port chosen for port 0. Call before [`register`](Server::register).
+    /// the port chosen for port 0. Only before [`register`](Server::register):
+    /// afterwards it fails with `InvalidInput`.
     pub fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
         self.add_listener(crate::listen::bind(addr, false)?)
     }
 
     /// Adds an already bound and listening socket (for example one inherited from
-    /// a supervisor). Call before [`register`](Server::register).
+    /// a supervisor). Only before [`register`](Server::register): afterwards it
+    /// fails with `InvalidInput`, as it does beyond 64 listeners.
     pub fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<SocketAddr> {
+        if self.first_token.is_some() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "listeners are added before register"));
+        }
         if self.listeners.len() >= LISTENER_TOKENS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many listeners"));
         }
@@ -187,24 +204,47 @@ impl Server {
         self.listeners.iter().map(|l| l.addr).collect()
     }
 
-    /// Registers the listeners on `registry`. The server uses the tokens
-    /// `first_token .. first_token + TOKEN_SPAN`.
+    /// Registers the listeners on `registry`, once, before any connection is
+    /// handed over with [`accept_stream`](Server::accept_stream). From then on the
+    /// server uses the tokens `first_token .. first_token + TOKEN_SPAN`.
+    ///
+    /// Fails with `InvalidInput` when that range does not fit in a `usize`, with
+    /// `AlreadyExists` when called again, and with the registry's error if a
+    /// listener cannot be registered; the server is then left unregistered.
     pub fn register(&mut self, registry: &Registry, first_token: Token) -> io::Result<()> {
-        self.first_token = first_token.0;
-        for (i, l) in self.listeners.iter_mut().enumerate() {
-            registry.register(&mut l.socket, Token(first_token.0 + i), Interest::READABLE)?;
+        if self.first_token.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the server is registered already"));
         }
+        if first_token.0.checked_add(TOKEN_SPAN).is_none() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "first_token + TOKEN_SPAN overflows a usize"));
+        }
+        for i in 0..self.listeners.len() {
+            let token = Token(first_token.0 + i);
+            if let Err(e) = registry.register(&mut self.listeners[i].socket, token, Interest::READABLE) {
+                for l in &mut self.listeners[..i] {
+                    let _ = registry.deregister(&mut l.socket);
+                }
+                return Err(e);
+            }
+        }
+        self.first_token = Some(first_token.0);
         Ok(())
     }
 
-    /// Whether `token` is one of this server's.
+    /// Whether `token` is one of this server's: false for every token until the
+    /// server is [`register`](Server::register)ed.
     pub fn owns(&self, token: Token) -> bool {
-        token.0.wrapping_sub(self.first_token) < TOKEN_SPAN
+        self.first_token.is_some_and(|first| token.0.wrapping_sub(first) < TOKEN_SPAN)
     }
 
-    /// Handles one readiness event for a token this server [`owns`](Server::owns).
-    /// Events for connections that have since closed are ignored.
+    /// Handles one readiness event for a token this server [`owns`](Server::owns)
+    /// (any other event is ignored). Events for connections that have since
+    /// closed are ignored too.
     pub fn handle_event(&mut self, registry: &Registry, event: &Event) {
+        let Some(index) = self.first_token.and_then(|first| event.token().0.checked_sub(first)) else { return };
+        if index >= TOKEN_SPAN {
+            return;
+        }
         match self.events_per_reading.checked_sub(1) {
             Some(left) => self.events_per_reading = left,
             None => {
@@ -212,7 +252,6 @@ impl Server {
                 self.events_per_reading = EVENTS_PER_READING;
             }
         }
-        let Some(index) = event.token().0.checked_sub(self.first_token) else { return };
         if index < LISTENER_TOKENS {
             self.accept_from(registry, index);
         } else {
@@ -233,7 +272,7 @@ impl Server {
     }
 
     /// How long the host may sleep before [`handle_timeouts`](Server::handle_timeouts)
-    /// has work: `None` when nothing is scheduled.
+    /// has work: `None` when nothing is scheduled (as once a shutdown has drained).
     pub fn poll_timeout(&self) -> Option<Duration> {
         if self.accept_resume {
             return Some(Duration::ZERO);
@@ -242,7 +281,8 @@ impl Server {
         let next = [
             self.timers.next_deadline(&self.conns),
             self.accept_paused_until,
-            self.drain_deadline,
+            // The grace period's end matters only while something is left to close.
+            self.drain_deadline.filter(|_| !self.conns.is_empty()),
             next_delay,
             self.quiet_trim_at,
         ]
@@ -299,6 +339,9 @@ impl Server {
     /// Begins a graceful shutdown: stops accepting, closes idle connections, and
     /// lets in-flight responses finish within the configured grace period, after
     /// which [`handle_timeouts`](Server::handle_timeouts) closes what is left.
+    /// A connection closes after the response in flight (with `Connection:
+    /// close`): requests pipelined behind it get no answer, which tells the
+    /// client to retry them elsewhere (RFC 9112 §9.3.2).
     pub fn shutdown(&mut self, registry: &Registry) {
         if self.drain_deadline.is_some() {
             return;
@@ -347,8 +390,22 @@ impl Server {
 
     /// Takes over a connection the host accepted itself. It is served like one
     /// from the server's own listeners (and counts against `max_connections`
-    /// only as far as it is open; it is never refused).
+    /// only as far as it is open; it is never refused). A `mio::net::TcpStream`
+    /// converts with `.into()`.
+    ///
+    /// Fails with `InvalidInput` before [`register`](Server::register), and once
+    /// a shutdown's grace period is over (during it, the connection is served
+    /// one response and closed).
     pub fn accept_stream(&mut self, registry: &Registry, stream: std::net::TcpStream) -> io::Result<()> {
+        if self.first_token.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "register the server before handing it connections",
+            ));
+        }
+        if self.drain_deadline.is_some_and(|t| t <= self.shared.clock.peek()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the server has shut down"));
+        }
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
         self.tick_busy();
@@ -360,9 +417,9 @@ impl Server {
 
     /// After a quiet spell: drops the spare in-flight states and their buffers
     /// (the next request allocates them again), lets the handlers drop what they
-    /// hold for speed, and hands the allocator's free pages back to the system
-    /// (glibc keeps them otherwise), so that memory a burst took is returned
-    /// once it is over.
+    /// hold for speed, and, if configured, hands the allocator's free pages back
+    /// to the system (glibc keeps them otherwise), so that memory a burst took
+    /// is returned once it is over.
     fn release_memory(&mut self) {
         self.shared.exchanges.trim(0);
         let router = &self.shared.router;
@@ -370,9 +427,11 @@ impl Server {
             log::error!("a handler panicked in on_idle");
         }
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-        unsafe {
-            libc::malloc_trim(0);
+        if self.shared.config.trim_allocator {
+            // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
     }
 
@@ -537,11 +596,16 @@ impl Server {
     /// in one go never touches epoll.
     fn add_connection(&mut self, registry: &Registry, stream: TcpStream, peer: SocketAddr) {
         let gen = self.next_gen;
-        self.next_gen = gen.wrapping_add(1);
+        self.next_gen = gen.wrapping_add(1) & GEN_MASK;
         let key = self.conns.insert(Conn::new(stream, peer, gen));
         let Some(conn) = self.conns.get_mut(key) else { return };
         let before = conn.phase();
         self.shared.counters.accepted(before);
+        if key >> KEY_BITS != 0 {
+            // More connections than a token can name (only where usize is 32 bits).
+            self.pressure(Pressure::TableFull, format_args!("too many connections for the token space: closing"));
+            return self.close(key);
+        }
         let flow = conn.drive(&mut self.shared);
         if flow == Flow::Close {
             self.shared.counters.moved(before, conn.phase());
@@ -598,9 +662,12 @@ enum Room {
     None,
 }
 
-/// The token of connection `key` in its `gen`eration.
-fn conn_token(first_token: usize, key: usize, gen: u16) -> Token {
-    Token(first_token + LISTENER_TOKENS + (usize::from(gen) << KEY_BITS | key))
+/// The largest generation (they count up from 0 and wrap).
+const GEN_MASK: u16 = ((1u32 << GEN_BITS) - 1) as u16;
+
+/// The token of connection `key` in its `gen`eration, for a registered server.
+fn conn_token(first_token: Option<usize>, key: usize, gen: u16) -> Token {
+    Token(first_token.unwrap_or_default() + LISTENER_TOKENS + (usize::from(gen) << KEY_BITS | key))
 }
 
 #[cfg(test)]

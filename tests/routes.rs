@@ -1167,3 +1167,61 @@ fn host_initiated_shutdown_drains() {
     }
     udp_echo(&udp_client(), host.udp, b"still here");
 }
+
+#[test]
+fn a_drained_server_asks_the_host_for_no_wakeup() {
+    for grace in [ms(0), ms(60_000)] {
+        let poll = Poll::new().unwrap();
+        let mut server = Server::new(Config { grace_period: grace, ..Config::default() }, Router::new());
+        server.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        server.register(poll.registry(), SERVER).unwrap();
+        server.shutdown(poll.registry());
+        server.handle_timeouts(poll.registry());
+        assert!(server.is_drained());
+        // A host that keeps running its own sources must not be woken (or spin) for it.
+        assert_eq!(server.poll_timeout(), None, "grace period {grace:?}");
+    }
+}
+
+#[test]
+fn the_token_range_is_checked_and_claimed_only_once_registered() {
+    let poll = Poll::new().unwrap();
+    let registry = poll.registry();
+    let mut server = Server::new(Config::default(), Router::new());
+    let http = server.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    assert!(!server.owns(Token(0)) && !server.owns(SERVER), "tokens claimed before register");
+
+    let host_side = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = TcpStream::connect(host_side.local_addr().unwrap()).unwrap();
+    let (stream, _) = host_side.accept().unwrap();
+    let e = server.accept_stream(registry, stream).expect_err("a connection taken before register");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    let e = server.register(registry, Token(usize::MAX - 10)).expect_err("a range past usize::MAX");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(!server.owns(Token(usize::MAX - 5)) && !server.owns(Token(5)));
+
+    server.register(registry, SERVER).unwrap();
+    assert!(server.owns(SERVER) && server.owns(Token(SERVER.0 + spindle::TOKEN_SPAN - 1)));
+    assert!(!server.owns(Token(SERVER.0 - 1)) && !server.owns(Token(SERVER.0 + spindle::TOKEN_SPAN)));
+    let e = server.register(registry, Token(0)).expect_err("registered twice");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(server.owns(SERVER) && !server.owns(Token(0)), "a failed second register moved the range");
+    let e = server.bind("127.0.0.1:0".parse().unwrap()).expect_err("a listener added after register");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(server.local_addrs(), vec![http]);
+}
+
+#[test]
+fn a_connection_handed_over_after_the_grace_period_is_refused() {
+    let poll = Poll::new().unwrap();
+    let mut server = Server::new(Config { grace_period: ms(0), ..Config::default() }, Router::new());
+    server.register(poll.registry(), SERVER).unwrap();
+    server.shutdown(poll.registry());
+    let host_side = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = TcpStream::connect(host_side.local_addr().unwrap()).unwrap();
+    let (stream, _) = host_side.accept().unwrap();
+    let e = server.accept_stream(poll.registry(), stream).expect_err("served after shutting down");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(server.stats().accepted, 0);
+}

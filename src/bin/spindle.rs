@@ -98,7 +98,8 @@ struct FileOptions {
 
 fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut config = Config::default();
+    // A process of its own: the allocator's free memory goes back after traffic.
+    let mut config = Config { trim_allocator: true, ..Config::default() };
     let mut listen = Vec::new();
     let mut root = None;
     let mut fds = Vec::new();
@@ -273,7 +274,7 @@ fn raise_fd_limit(max_connections: usize) {
             }
         }
     }
-    let needed = max_connections as u64 + 64;
+    let needed = libc::rlim_t::try_from(max_connections).unwrap_or(libc::rlim_t::MAX).saturating_add(64);
     if lim.rlim_cur < needed {
         log::warn!(
             "the open-files limit ({}) is below what --max-connections {max_connections} needs (~{needed}); \
