@@ -5,43 +5,6 @@
 pub struct Status(pub u16);
 
 impl Status {
-    /// 200 OK
-    pub const OK: Status = Status(200);
-    /// 100 Continue
-    pub const CONTINUE: Status = Status(100);
-    /// 204 No Content
-    pub const NO_CONTENT: Status = Status(204);
-    /// 205 Reset Content
-    pub const RESET_CONTENT: Status = Status(205);
-    /// 301 Moved Permanently
-    pub const MOVED_PERMANENTLY: Status = Status(301);
-    /// 400 Bad Request
-    pub const BAD_REQUEST: Status = Status(400);
-    /// 403 Forbidden
-    pub const FORBIDDEN: Status = Status(403);
-    /// 404 Not Found
-    pub const NOT_FOUND: Status = Status(404);
-    /// 405 Method Not Allowed
-    pub const METHOD_NOT_ALLOWED: Status = Status(405);
-    /// 408 Request Timeout
-    pub const REQUEST_TIMEOUT: Status = Status(408);
-    /// 413 Content Too Large
-    pub const CONTENT_TOO_LARGE: Status = Status(413);
-    /// 414 URI Too Long
-    pub const URI_TOO_LONG: Status = Status(414);
-    /// 417 Expectation Failed
-    pub const EXPECTATION_FAILED: Status = Status(417);
-    /// 431 Request Header Fields Too Large
-    pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
-    /// 500 Internal Server Error
-    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
-    /// 501 Not Implemented
-    pub const NOT_IMPLEMENTED: Status = Status(501);
-    /// 503 Service Unavailable
-    pub const SERVICE_UNAVAILABLE: Status = Status(503);
-    /// 505 HTTP Version Not Supported
-    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
-
     /// The numeric code.
     pub fn code(self) -> u16 {
         self.0
@@ -66,10 +29,16 @@ impl Status {
     }
 }
 
-/// The codes with a standard reason phrase: `Status::known` (reason and status line).
+/// The codes with a standard reason phrase: a constant for each, and
+/// `Status::known` (reason and status line).
 macro_rules! known_statuses {
-    ($($code:literal => $reason:literal,)*) => {
+    ($($name:ident = $code:literal => $reason:literal,)*) => {
         impl Status {
+            $(
+                #[doc = concat!($code, " ", $reason)]
+                pub const $name: Status = Status($code);
+            )*
+
             /// The reason phrase and status line of a code that has a standard reason.
             fn known(self) -> Option<(&'static str, &'static str)> {
                 match self.0 {
@@ -82,37 +51,37 @@ macro_rules! known_statuses {
 }
 
 known_statuses! {
-    100 => "Continue",
-    200 => "OK",
-    201 => "Created",
-    204 => "No Content",
-    205 => "Reset Content",
-    206 => "Partial Content",
-    301 => "Moved Permanently",
-    302 => "Found",
-    304 => "Not Modified",
-    307 => "Temporary Redirect",
-    308 => "Permanent Redirect",
-    400 => "Bad Request",
-    401 => "Unauthorized",
-    403 => "Forbidden",
-    404 => "Not Found",
-    405 => "Method Not Allowed",
-    408 => "Request Timeout",
-    411 => "Length Required",
-    412 => "Precondition Failed",
-    413 => "Content Too Large",
-    414 => "URI Too Long",
-    416 => "Range Not Satisfiable",
-    417 => "Expectation Failed",
-    429 => "Too Many Requests",
-    431 => "Request Header Fields Too Large",
-    500 => "Internal Server Error",
-    501 => "Not Implemented",
-    502 => "Bad Gateway",
-    503 => "Service Unavailable",
-    504 => "Gateway Timeout",
-    505 => "HTTP Version Not Supported",
+    CONTINUE = 100 => "Continue",
+    OK = 200 => "OK",
+    CREATED = 201 => "Created",
+    NO_CONTENT = 204 => "No Content",
+    RESET_CONTENT = 205 => "Reset Content",
+    PARTIAL_CONTENT = 206 => "Partial Content",
+    MOVED_PERMANENTLY = 301 => "Moved Permanently",
+    FOUND = 302 => "Found",
+    NOT_MODIFIED = 304 => "Not Modified",
+    TEMPORARY_REDIRECT = 307 => "Temporary Redirect",
+    PERMANENT_REDIRECT = 308 => "Permanent Redirect",
+    BAD_REQUEST = 400 => "Bad Request",
+    UNAUTHORIZED = 401 => "Unauthorized",
+    FORBIDDEN = 403 => "Forbidden",
+    NOT_FOUND = 404 => "Not Found",
+    METHOD_NOT_ALLOWED = 405 => "Method Not Allowed",
+    REQUEST_TIMEOUT = 408 => "Request Timeout",
+    LENGTH_REQUIRED = 411 => "Length Required",
+    PRECONDITION_FAILED = 412 => "Precondition Failed",
+    CONTENT_TOO_LARGE = 413 => "Content Too Large",
+    URI_TOO_LONG = 414 => "URI Too Long",
+    RANGE_NOT_SATISFIABLE = 416 => "Range Not Satisfiable",
+    EXPECTATION_FAILED = 417 => "Expectation Failed",
+    TOO_MANY_REQUESTS = 429 => "Too Many Requests",
+    HEADER_FIELDS_TOO_LARGE = 431 => "Request Header Fields Too Large",
+    INTERNAL_SERVER_ERROR = 500 => "Internal Server Error",
+    NOT_IMPLEMENTED = 501 => "Not Implemented",
+    BAD_GATEWAY = 502 => "Bad Gateway",
+    SERVICE_UNAVAILABLE = 503 => "Service Unavailable",
+    GATEWAY_TIMEOUT = 504 => "Gateway Timeout",
+    VERSION_NOT_SUPPORTED = 505 => "HTTP Version Not Supported",
 }
 
 #[cfg(test)]

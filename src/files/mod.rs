@@ -199,8 +199,8 @@ impl StaticFiles {
         };
         let validators = Validators::new(file.len, file.modified, coding.map_or("", Coding::token));
         let mut response = match conditional::evaluate(&headers, &validators) {
-            Precondition::Failed => return Response::status(Status(412)),
-            Precondition::NotModified => Response::new(Status(304)),
+            Precondition::Failed => return Response::status(Status::PRECONDITION_FAILED),
+            Precondition::NotModified => Response::new(Status::NOT_MODIFIED),
             Precondition::Proceed => {
                 let ranges = match range {
                     Some(value) if coding.is_none() && conditional::if_range_allows(&headers, &validators) => {
@@ -221,13 +221,13 @@ impl StaticFiles {
                         Response::new(Status::OK).with_body(Body::File { file: file.file, offset: 0, len: file.len })
                     }
                     RangeRequest::Unsatisfiable => {
-                        return Response::status(Status(416))
+                        return Response::status(Status::RANGE_NOT_SATISFIABLE)
                             .with_header("Content-Range", HeaderValue::format(format_args!("bytes */{}", file.len)))
                             .with_header("Accept-Ranges", "bytes")
                     }
                     RangeRequest::Ranges(r) if r.len() == 1 => {
                         let r = r[0];
-                        Response::new(Status(206))
+                        Response::new(Status::PARTIAL_CONTENT)
                             .with_header("Content-Range", r.content_range(file.len))
                             .with_body(Body::File { file: file.file, offset: r.start, len: r.len() })
                     }
@@ -248,7 +248,7 @@ impl StaticFiles {
                             parts.push_range(r.start, r.len());
                         }
                         parts.push_bytes(format!("\r\n--{boundary}--\r\n").into_bytes());
-                        let mut response = Response::new(Status(206));
+                        let mut response = Response::new(Status::PARTIAL_CONTENT);
                         self.file_headers(&mut response, &validators, None, vary);
                         return response
                             .with_header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
@@ -257,7 +257,7 @@ impl StaticFiles {
                 }
             }
         };
-        if response.status_code() != Status(304) {
+        if response.status_code() != Status::NOT_MODIFIED {
             response.set_header("Content-Type", mime);
         }
         self.file_headers(&mut response, &validators, coding, vary);
@@ -430,7 +430,7 @@ impl StaticFiles {
         let mut ok = Response::new(Status::OK);
         ok.append_header(known::CONTENT_TYPE, content_type.clone());
         self.file_headers(&mut ok, validators, coding, vary);
-        let mut not_modified = Response::new(Status(304));
+        let mut not_modified = Response::new(Status::NOT_MODIFIED);
         self.file_headers(&mut not_modified, validators, coding, vary);
         let entry = cache::Entry {
             path: file_path.into(),
@@ -618,12 +618,12 @@ impl Handler for StaticFiles {
         if let Some(answer) = self.answer_from_cache(req, path) {
             // Built in place of the return value.
             return match answer {
-                Cached::PreconditionFailed => Response::status(Status(412)),
-                Cached::NotModified(fields) => Response::shared(Status(304), fields, Body::Empty),
+                Cached::PreconditionFailed => Response::status(Status::PRECONDITION_FAILED),
+                Cached::NotModified(fields) => Response::shared(Status::NOT_MODIFIED, fields, Body::Empty),
                 Cached::Whole(fields, body) => Response::shared(Status::OK, fields, body),
                 Cached::Part(fields, file, r, len) => {
                     let body = Body::SharedFile { file, offset: r.start, len: r.len() };
-                    let mut response = Response::shared(Status(206), fields, body);
+                    let mut response = Response::shared(Status::PARTIAL_CONTENT, fields, body);
                     response.append_header("Content-Range", r.content_range(len));
                     response
                 }
