@@ -506,3 +506,48 @@ fn a_rewrite_of_the_same_size_with_its_time_set_back_is_served_at_once_by_defaul
     assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
     assert_eq!(get(server.addr, "/style.css").text(), after, "stale contents from the cache");
 }
+
+/// Points the symlink `link` at `target` in one step, as deploy tools do.
+fn switch_symlink(link: &std::path::Path, target: &str) {
+    let tmp = link.with_extension("tmp");
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
+#[test]
+fn a_root_path_that_comes_to_name_another_directory_is_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    for release in ["v1", "v2"] {
+        std::fs::create_dir(tmp.path().join(release)).unwrap();
+        std::fs::write(tmp.path().join(release).join("index.html"), format!("{release}\n")).unwrap();
+        std::fs::write(tmp.path().join(release).join("a.txt"), format!("a of {release}\n")).unwrap();
+    }
+    let current = tmp.path().join("current");
+    std::os::unix::fs::symlink("v1", &current).unwrap();
+    // Cached and trusted for a second, as the binary runs by default.
+    let files = StaticFiles::new(&current).unwrap().revalidate_after(Duration::from_secs(1));
+    let server = serve(files);
+    for _ in 0..3 {
+        assert_eq!(get(server.addr, "/").text(), "v1\n");
+        assert_eq!(get(server.addr, "/a.txt").text(), "a of v1\n");
+    }
+
+    // A release switched by moving the symlink: served within a couple of seconds.
+    switch_symlink(&current, "v2");
+    let switched = wait_for(Duration::from_secs(5), || {
+        get(server.addr, "/a.txt").text() == "a of v2\n" && get(server.addr, "/").text() == "v2\n"
+    });
+    assert!(switched, "still serving {:?} after the symlink moved", get(server.addr, "/").text());
+
+    // The directory removed and made again.
+    std::fs::remove_dir_all(tmp.path().join("v2")).unwrap();
+    std::fs::create_dir(tmp.path().join("v2")).unwrap();
+    std::fs::write(tmp.path().join("v2/index.html"), "v2 again\n").unwrap();
+    let recreated = wait_for(Duration::from_secs(5), || get(server.addr, "/").text() == "v2 again\n");
+    assert!(recreated, "serving {:?} after the root was made again", get(server.addr, "/"));
+
+    // While the path names nothing, the directory already open is served.
+    std::fs::remove_file(&current).unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // past the lookup interval
+    assert_eq!(get(server.addr, "/").text(), "v2 again\n");
+}

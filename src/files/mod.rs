@@ -53,7 +53,12 @@ use range::RangeRequest;
 /// [`Request::mounted_path_bytes`].
 #[derive(Debug)]
 pub struct StaticFiles {
-    root: Root,
+    /// The directory served; opened again when `root_path` comes to name another.
+    root: RefCell<Root>,
+    /// The root's path as given (made absolute), looked up again now and then.
+    root_path: PathBuf,
+    /// When `root_path` was last looked up.
+    root_checked: Cell<cache::Stamp>,
     /// Reused for normalised paths.
     scratch: RefCell<Vec<u8>>,
     /// Reused for the open-file cache's keys.
@@ -74,12 +79,21 @@ pub struct StaticFiles {
 
 impl StaticFiles {
     /// Serves the directory `root`, which must exist.
+    ///
+    /// The path is looked up again about once a second while requests come: when
+    /// it names another directory (a symlink switched to a new release, the
+    /// directory removed and made again), that one is served from then on, with
+    /// the caches emptied. While it names nothing, the directory already open is
+    /// served.
     pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
-        let root = root.as_ref();
-        let root =
-            Root::open(root).map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", root.display())))?;
+        let given = root.as_ref();
+        let cannot = |e: io::Error| io::Error::new(e.kind(), format!("cannot serve {}: {e}", given.display()));
+        let root_path = std::path::absolute(given).map_err(cannot)?;
+        let root = Root::open(&root_path).map_err(cannot)?;
         Ok(StaticFiles {
-            root,
+            root: RefCell::new(root),
+            root_path,
+            root_checked: Cell::new(cache::Stamp::now()),
             scratch: RefCell::new(Vec::new()),
             key: RefCell::new(Vec::new()),
             cache: Some(RefCell::default()),
@@ -94,9 +108,36 @@ impl StaticFiles {
         })
     }
 
-    /// The canonical root directory.
-    pub fn root(&self) -> &Path {
-        self.root.path()
+    /// The canonical root directory being served.
+    pub fn root(&self) -> PathBuf {
+        self.root.borrow().path().to_path_buf()
+    }
+
+    /// Opens the root again if its path has come to name another directory
+    /// (looked up at most once per [`ROOT_CHECK_INTERVAL`]); whether it did.
+    fn follow_root(&self) -> bool {
+        if self.root_checked.get().elapsed() < ROOT_CHECK_INTERVAL {
+            return false;
+        }
+        self.root_checked.set(cache::Stamp::now());
+        if self.root.borrow().is_at(&self.root_path) {
+            return false;
+        }
+        match Root::open(&self.root_path) {
+            Ok(root) => {
+                log::info!("{} is now {}: serving it", self.root_path.display(), root.path().display());
+                *self.root.borrow_mut() = root;
+                if let Some(cache) = &self.cache {
+                    *cache.borrow_mut() = cache::FileCache::new(self.revalidate_after);
+                }
+                *self.listings.borrow_mut() = listing::ListingCache::default();
+                true
+            }
+            Err(e) => {
+                log::warn!("{}: {e}; still serving {}", self.root_path.display(), self.root.borrow().path().display());
+                false
+            }
+        }
     }
 
     /// Lists directories that have no `index.html` (off by default: 403).
@@ -175,7 +216,7 @@ impl StaticFiles {
                 for c in encoding::acceptable(accept).filter(|c| siblings.found[c.index()].is_some()) {
                     let len = path.len();
                     path.extend_from_slice(c.suffix());
-                    let opened = self.root.open_file(path);
+                    let opened = self.root.borrow().open_file(path);
                     path.truncate(len);
                     if let Ok(opened) = opened {
                         sibling = Some((opened, c));
@@ -271,9 +312,9 @@ impl StaticFiles {
     fn answer_from_cache(&self, req: &Request<'_>, path: &[u8]) -> Option<Cached> {
         let mut key = self.key.borrow_mut();
         key.clear();
-        let cache = self.cache.as_ref()?;
+        let cache_cell = self.cache.as_ref()?;
         let headers = req.headers();
-        if !self.root.can_cache() {
+        if !self.root.borrow().can_cache() {
             return None;
         }
         let range = headers.get_bytes("range");
@@ -282,13 +323,20 @@ impl StaticFiles {
             return None;
         };
         key.push(u8::from(trailing_slash));
-        let mut cache = cache.borrow_mut();
-        let entry = cache.get_mut(&key)?;
+        let mut cache = cache_cell.borrow_mut();
+        let mut entry = cache.get_mut(&key)?;
         let stale =
             |checked: cache::Stamp| self.revalidate_after.is_zero() || checked.elapsed() >= self.revalidate_after;
         let revalidated = stale(entry.checked);
         if revalidated {
-            if self.root.identity(&entry.path) != Some(entry.identity) {
+            // Revalidating is when the root is looked up again too: the cache may go.
+            drop(cache);
+            if self.follow_root() {
+                return None;
+            }
+            cache = cache_cell.borrow_mut();
+            entry = cache.get_mut(&key)?;
+            if self.root.borrow().identity(&entry.path) != Some(entry.identity) {
                 cache.remove_file(&mut key);
                 return None;
             }
@@ -389,7 +437,7 @@ impl StaticFiles {
     ) -> Body {
         let uncached = |file: OpenFile| Body::File { file: file.file, offset: 0, len: file.len };
         let Some(cache) = &self.cache else { return uncached(file) };
-        if !self.root.can_cache() {
+        if !self.root.borrow().can_cache() {
             return uncached(file);
         }
         let Ok(meta) = file.file.metadata() else { return uncached(file) };
@@ -472,12 +520,12 @@ impl StaticFiles {
         let found = Coding::ALL.map(|c| {
             path.truncate(len);
             path.extend_from_slice(c.suffix());
-            if !self.root.can_cache() {
-                let opened = self.root.open_file(path).ok()?;
+            if !self.root.borrow().can_cache() {
+                let opened = self.root.borrow().open_file(path).ok()?;
                 return opened.file.metadata().ok().map(|meta| cache::Identity::of(&meta));
             }
             path.push(0);
-            self.root.identity(path)
+            self.root.borrow().identity(path)
         });
         path.truncate(len);
         cache::Siblings { checked: cache::Stamp::now(), found }
@@ -548,7 +596,7 @@ impl StaticFiles {
                 linked.push(b'/');
             }
             linked.extend_from_slice(name);
-            self.root.resolve(&linked, scratch).is_ok()
+            self.root.borrow().resolve(&linked, scratch).is_ok()
         };
         let entries = match listing::read(&dir, options, serves) {
             Ok(entries) => entries,
@@ -576,7 +624,7 @@ impl StaticFiles {
             None if status == Status::NOT_FOUND => {
                 scratch.clear();
                 scratch.extend_from_slice(b"404.html");
-                self.root.open_file(scratch).ok().map(|f| crate::error_pages::PageFile {
+                self.root.borrow().open_file(scratch).ok().map(|f| crate::error_pages::PageFile {
                     body: Body::File { file: f.file, offset: 0, len: f.len },
                     content_type: HeaderValue::mime(f.mime, f.text),
                 })
@@ -598,6 +646,10 @@ const SIBLINGS_FOR_VARY: std::time::Duration = std::time::Duration::from_secs(1)
 
 /// Scratch space (paths, keys) kept between requests when idle.
 const SCRATCH_KEPT: usize = 4096;
+
+/// How often the root's path is looked up again (on requests that revalidate a
+/// cached file or miss the cache), to follow it to another directory.
+const ROOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Handler for StaticFiles {
     /// Drops listings past their validity, closes cached descriptors (the
@@ -632,15 +684,18 @@ impl Handler for StaticFiles {
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
         // when this request may not be cached.
         let cacheable = !self.key.borrow().is_empty();
+        self.follow_root();
         let mut scratch = self.scratch.borrow_mut();
         let found = if path.is_empty() {
             // The mount point itself, asked for without its slash.
             scratch.clear();
             Ok(Found::AddSlash)
         } else {
-            match self.root.resolve(path, &mut scratch) {
+            match self.root.borrow().resolve(path, &mut scratch) {
                 // Out of descriptors: the cached ones make room for this one.
-                Err(FileError::Exhausted) if self.close_cached_descriptors() => self.root.resolve(path, &mut scratch),
+                Err(FileError::Exhausted) if self.close_cached_descriptors() => {
+                    self.root.borrow().resolve(path, &mut scratch)
+                }
                 found => found,
             }
         };
@@ -665,7 +720,7 @@ impl Handler for StaticFiles {
             Err(FileError::NotFound) if self.spa_fallback.is_some() => {
                 scratch.clear();
                 scratch.extend_from_slice(self.spa_fallback.as_deref().unwrap_or_default());
-                match self.root.open_file(&mut scratch) {
+                match self.root.borrow().open_file(&mut scratch) {
                     Ok(file) => self.serve(req, file, &mut scratch, false),
                     Err(_) => self.error(Status::NOT_FOUND, &mut scratch),
                 }
@@ -727,7 +782,7 @@ mod tests {
         for openat2 in [true, false] {
             let mut files = StaticFiles::new(dir.path()).unwrap();
             if !openat2 {
-                files.root = Root::open(dir.path()).unwrap().without_openat2();
+                files.root = RefCell::new(Root::open(dir.path()).unwrap().without_openat2());
             }
             let found = |name: &[u8]| files.siblings(&mut name.to_vec()).found.map(|f| f.map(|id| id.len));
             // In `Coding::ALL` order: br, gzip. A directory named like a sibling is none.

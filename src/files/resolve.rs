@@ -82,6 +82,8 @@ pub(crate) enum Found {
 pub(crate) struct Root {
     root: OwnedFd,
     root_path: PathBuf,
+    /// The directory's device and inode, to tell when its path names another.
+    id: (u64, u64),
     beneath: bool,
 }
 
@@ -97,7 +99,14 @@ impl Root {
         }
         // SAFETY: fd is a freshly opened descriptor we own.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut files = Root { root, root_path, beneath: true };
+        // SAFETY: fstat writes one stat through a valid pointer (all-zero is a valid value).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `root` is an open descriptor (O_PATH descriptors can be fstat'ed).
+        if unsafe { libc::fstat(root.as_raw_fd(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let id = (st.st_dev, st.st_ino);
+        let mut files = Root { root, root_path, id, beneath: true };
         files.beneath = match files.open_beneath(c".") {
             Ok(_) => true,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -112,6 +121,13 @@ impl Root {
     /// The canonical root directory.
     pub(crate) fn path(&self) -> &Path {
         &self.root_path
+    }
+
+    /// Whether `path` (as [`open`](Root::open) was given it) still names this
+    /// directory: false once it names another (a symlink moved to a new release,
+    /// the directory re-created), or nothing.
+    pub(crate) fn is_at(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|meta| dir_id(&meta) == self.id)
     }
 
     /// Resolves the percent-decoded request path `path` (starting with `/`).
@@ -248,6 +264,12 @@ impl Root {
         }
         Ok(file)
     }
+}
+
+/// The device and inode of a directory.
+fn dir_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<std::ffi::CString> {
