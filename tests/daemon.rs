@@ -167,7 +167,7 @@ fn fd_that_is_not_a_listening_socket_is_refused() {
 }
 
 #[test]
-fn sighup_reopens_the_access_log_after_rotation() {
+fn sighup_and_sigusr1_reopen_the_access_log_after_rotation_and_sigusr2_is_harmless() {
     let root = site();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("access.log");
@@ -191,6 +191,40 @@ fn sighup_reopens_the_access_log_after_rotation() {
     assert!(!read(&rotated).contains("?after"), "line went to the rotated file");
     assert!(read(&rotated).contains("?before"));
     assert!(p.stderr().contains("reopening the access log"), "{}", p.stderr());
+
+    // SIGUSR1 does the same (nginx's signal for it, in many logrotate configurations).
+    let rotated2 = logs.path().join("access.log.2");
+    std::fs::rename(&log, &rotated2).unwrap();
+    p.signal(libc::SIGUSR1);
+    assert!(wait_for(ms(3000), || log.exists()), "log not reopened on SIGUSR1: {}", p.stderr());
+    assert_eq!(
+        ask(
+            &mut keep,
+            b"GET /style.css?usr1 HTTP/1.1
+Host: t
+
+"
+        )
+        .status,
+        200
+    );
+    assert!(wait_for(ms(3000), || read(&log).contains("?usr1")), "new file: {:?}", read(&log));
+    assert!(!read(&rotated2).contains("?usr1"), "line went to the rotated file");
+
+    // SIGUSR2 (nginx's binary upgrade) is ignored rather than fatal.
+    p.signal(libc::SIGUSR2);
+    assert!(wait_for(ms(3000), || p.stderr().contains("SIGUSR2 received")), "{}", p.stderr());
+    assert_eq!(
+        ask(
+            &mut keep,
+            b"GET /style.css?usr2 HTTP/1.1
+Host: t
+
+"
+        )
+        .status,
+        200
+    );
 }
 
 #[test]

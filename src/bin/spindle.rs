@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Interest, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
     listen, AccessLog, Config, Control, ErrorPages, EventLoop, LogFile, LogFormat, Request, Response, Router, Server,
@@ -65,7 +65,8 @@ Options:
 
 Durations are seconds (\"2.5\") or carry a unit (\"500ms\", \"10s\").
 Signals: SIGINT/SIGTERM finish in-flight responses (for --grace-period), then exit; a second one
-exits at once. SIGHUP reopens the access-log file (after logrotate moved it).
+exits at once. SIGHUP or SIGUSR1 (as for nginx) reopens the access-log file (after logrotate
+moved it); SIGUSR2 is ignored.
 Diagnostics go to stderr; set RUST_LOG (default \"info\").
 ";
 
@@ -364,17 +365,26 @@ fn serve(args: Args) -> Result<(), String> {
             .map_err(|e| format!("starting a worker: {e}"))?;
         others.push((thread, waker));
     }
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| format!("installing signal handlers: {e}"))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
     // Returns whether a shutdown was asked for.
     let on_signals = |signals: &mut Signals| {
         let mut shutdown = false;
         for signal in signals.pending() {
-            if signal == SIGHUP {
-                if let Some(log) = &log_file {
-                    log::info!("SIGHUP received: reopening the access log");
-                    log.reopen();
+            if signal == SIGHUP || signal == SIGUSR1 {
+                let name = if signal == SIGHUP { "SIGHUP" } else { "SIGUSR1" };
+                match &log_file {
+                    Some(log) => {
+                        log::info!("{name} received: reopening the access log");
+                        log.reopen();
+                    }
+                    None => log::info!("{name} received: no access-log file to reopen"),
                 }
+                continue;
+            }
+            if signal == SIGUSR2 {
+                // nginx upgrades its binary on SIGUSR2; here it must not kill the server.
+                log::info!("SIGUSR2 received: ignored");
                 continue;
             }
             let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
