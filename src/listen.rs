@@ -29,6 +29,26 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Binds `count` listening sockets on `addr` that share it with `SO_REUSEPORT`
+/// (one per worker; the kernel spreads new connections across them), as
+/// [`bind`] does. Fails with `AddrInUse` when something already listens on
+/// `addr`, even a group of another process that set `SO_REUSEPORT` too (which
+/// the kernel would let this one join, splitting the traffic between them).
+pub fn bind_shared(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    if addr.port() != 0 {
+        // A socket without SO_REUSEPORT cannot bind where anyone listens.
+        drop(bind(addr, false)?);
+    }
+    let first = bind(addr, true)?;
+    // Port 0 chose a port: the others join that one.
+    let bound = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind(bound, true)?);
+    }
+    Ok(group)
+}
+
 fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)

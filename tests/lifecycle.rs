@@ -750,6 +750,18 @@ fn cli_address_in_use_exits_nonzero_naming_it() {
 }
 
 #[test]
+fn cli_workers_do_not_share_a_port_with_another_instance() {
+    let root = site();
+    let first = Spawned::start(&["--listen", "127.0.0.1:0", "--workers", "2", path_str(&root)], 1);
+    let addr = first.addr().to_string();
+    // Both set SO_REUSEPORT, which would let the second join the first's port.
+    let out = run_cli(&["--listen", &addr, "--workers", "2", path_str(&root)]);
+    assert!(matches!(out.code, Some(c) if c != 0), "exit {:?}; stderr {:?}", out.code, out.stderr);
+    assert!(out.stderr.contains(&addr), "stderr does not name {addr}: {:?}", out.stderr);
+    assert_eq!(get(first.addr(), "/style.css").status, 200);
+}
+
+#[test]
 fn cli_missing_root_exits_nonzero_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-root");

@@ -303,11 +303,14 @@ fn serve(args: Args) -> Result<(), String> {
     }
     let mut listeners: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in addrs {
-        let first = listen::bind(addr, workers > 1).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = first.local_addr().map_err(|e| e.to_string())?;
-        listeners[0].push(first);
-        for socket in listeners.iter_mut().skip(1) {
-            socket.push(listen::bind(bound, true).map_err(|e| format!("cannot listen on {bound}: {e}"))?);
+        let cannot = |e| format!("cannot listen on {addr}: {e}");
+        let group = if workers > 1 {
+            listen::bind_shared(addr, workers).map_err(cannot)?
+        } else {
+            vec![listen::bind(addr, false).map_err(cannot)?]
+        };
+        for (socket, worker) in group.into_iter().zip(listeners.iter_mut()) {
+            worker.push(socket);
         }
     }
     for listener in inherited {
