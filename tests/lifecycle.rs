@@ -787,6 +787,16 @@ fn startup_line_names_the_address_and_the_root() {
     assert!(line.contains(canonical.to_str().unwrap()), "startup line does not name the root: {line}");
 }
 
+#[test]
+fn startup_warns_when_running_as_root() {
+    let root = site();
+    let p = Spawned::start(&["--listen", "127.0.0.1:0", path_str(&root)], 1);
+    // SAFETY: geteuid has no preconditions.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let warned = wait_for(ms(2000), || p.stderr().contains("running as root"));
+    assert_eq!(warned, as_root, "euid 0: {as_root}; stderr:\n{}", p.stderr());
+}
+
 // ---- the access log -------------------------------------------------------------------------
 
 #[test]

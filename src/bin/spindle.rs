@@ -412,6 +412,13 @@ fn serve(args: Args) -> Result<(), String> {
     for addr in event_loop.server().local_addrs() {
         log::info!("listening on http://{addr}/, serving {root}");
     }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: any file under {root} that root can read is served, whatever its \
+             permissions; run as an unprivileged user (the port can be inherited, see --fd)"
+        );
+    }
     if workers > 1 {
         log::info!("{workers} workers");
     }
