@@ -78,7 +78,7 @@ impl<'a> HeadWriter<'a> {
 
 /// Appends `name: value\r\n`, unless the field is one the connection writes
 /// itself (`Content-Length` …: left out) or cannot be written safely (a name
-/// that is not a token, a value with CR, LF or NUL: left out, `false`). Names
+/// that is not a token, a value with a control character: left out, `false`). Names
 /// and values this crate built were checked then and are not checked again.
 pub(crate) fn write_field(buf: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) -> bool {
     let checked = name.is_known_name() && value.is_known();

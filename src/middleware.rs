@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::request::Request;
-use crate::response::{is_token, HeaderValue, Response};
+use crate::response::{has_control, is_token, HeaderValue, Response};
 
 /// A hook around request handling, added with [`Router::wrap`](crate::Router::wrap).
 ///
@@ -52,13 +52,13 @@ impl SetHeaders {
         self
     }
 
-    /// Parses `Name: value` (as given on a command line).
+    /// Parses `Name: value` (as given on a command line): `None` unless the name
+    /// is a token and the value has no control characters but tab.
     pub fn parse_field(field: &str) -> Option<(String, String)> {
         let (name, value) = field.split_once(':')?;
         let name = name.trim();
         let value = value.trim();
-        (is_token(name) && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
-            .then(|| (name.to_string(), value.to_string()))
+        (is_token(name) && !has_control(value)).then(|| (name.to_string(), value.to_string()))
     }
 
     /// Whether no fields are configured.

@@ -163,11 +163,10 @@ impl HeaderValue {
         }
     }
 
-    /// Whether the value may be written into a head (no CR, LF or NUL).
-    pub(crate) fn is_valid(&self) -> bool {
-        // Without early exit, so that the scan is vectorised: values are short.
-        let bad = |p: &str| p.bytes().fold(false, |bad, b| bad | (b == b'\r') | (b == b'\n') | (b == 0));
-        !self.parts().iter().any(|p| bad(p))
+    /// Whether the value may be written into a head: no control characters but
+    /// tab (RFC 9110 §5.5). A response field whose value is not is left out.
+    pub fn is_valid(&self) -> bool {
+        !self.parts().iter().any(|p| has_control(p))
     }
 }
 
@@ -195,6 +194,13 @@ impl From<Arc<str>> for HeaderValue {
     fn from(s: Arc<str>) -> HeaderValue {
         HeaderValue(Repr::Shared(s))
     }
+}
+
+/// Whether `text` has a byte no field value may hold: a control character
+/// other than tab (CR and LF would end the field, NUL is refused by clients).
+pub(crate) fn has_control(text: &str) -> bool {
+    // Without early exit, so that the scan is vectorised: values are short.
+    text.bytes().fold(false, |bad, b| bad | (b < 0x20 && b != b'\t') | (b == 0x7f))
 }
 
 /// Whether `b` may appear in an RFC 9110 token (a header field name, say).
@@ -617,6 +623,8 @@ mod tests {
         let page = Response::status(Status::NOT_FOUND);
         assert_eq!(page.body().len(), crate::head::page_len(Status::NOT_FOUND));
         assert!(!HeaderValue::from(String::from("a\r\nb")).is_valid());
+        assert!(!HeaderValue::from("a\x01b").is_valid() && !HeaderValue::from("a\x7fb").is_valid());
+        assert!(HeaderValue::from("a\tb, \u{e9}").is_valid());
     }
 
     #[test]

@@ -713,6 +713,23 @@ fn cli_version_prints_name_and_version() {
 }
 
 #[test]
+fn cli_usage_errors_name_the_option() {
+    let root = site();
+    for (args, expected) in [
+        (&["--max-connections", "-1"][..], "--max-connections"),
+        (&["--header-timeout", "0"], "--header-timeout: a timeout must be more than 0"),
+        (&["--send-timeout", "0ms"], "--send-timeout"),
+        (&["--cache-control", "max-age=1\r\nX-Evil: 1"], "--cache-control: invalid value"),
+        (&["--header", "X-A: a\u{1}b"], "--header: invalid header field"),
+        (&["--health", "health"], "--health: takes a path"),
+    ] {
+        let out = run_cli(&[args, &[path_str(&root)]].concat());
+        assert_eq!(out.code, Some(2), "{args:?}: stderr {:?}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {:?} lacks {expected:?}", out.stderr);
+    }
+}
+
+#[test]
 fn cli_rejects_an_unknown_flag_and_a_bad_value() {
     let out = run_cli(&["--no-such-flag"]);
     assert!(matches!(out.code, Some(c) if c != 0), "exit {:?}", out.code);
@@ -769,6 +786,11 @@ fn cli_missing_root_exits_nonzero_naming_it() {
     let out = run_cli(&["--listen", "127.0.0.1:0", missing]);
     assert!(matches!(out.code, Some(c) if c != 0), "exit {:?}; stderr {:?}", out.code, out.stderr);
     assert!(out.stderr.contains(missing), "stderr does not name {missing}: {:?}", out.stderr);
+    // Said even with logging turned off.
+    let quiet = Command::new(BIN).args(["--listen", "127.0.0.1:0", missing]).env("RUST_LOG", "off").output().unwrap();
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert_eq!(quiet.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(missing), "RUST_LOG=off: stderr does not name {missing}: {stderr:?}");
 }
 
 #[test]

@@ -12,8 +12,8 @@ use mio::{Interest, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
-    listen, AccessLog, Config, Control, ErrorPages, EventLoop, LogFile, LogFormat, Request, Response, Router, Server,
-    SetHeaders, StaticFiles, StatsHandle, StatsPage, Status,
+    listen, AccessLog, Config, Control, ErrorPages, EventLoop, HeaderValue, LogFile, LogFormat, Request, Response,
+    Router, Server, SetHeaders, StaticFiles, StatsHandle, StatsPage, Status,
 };
 
 /// Tokens of the binary's own sources (below the server's).
@@ -21,7 +21,7 @@ const SIGNALS: Token = Token(0);
 const WAKE: Token = Token(1);
 
 const HELP: &str = "\
-spindle: a single-threaded, event-loop HTTP/1.1 static file server
+spindle: an event-loop HTTP/1.1 static file server (one thread per worker)
 
 Usage: spindle [OPTIONS] [ROOT]
 
@@ -41,7 +41,8 @@ Options:
       --idle-timeout SECS     Time a keep-alive connection may sit idle [default: 5]
       --send-timeout SECS     Time a response may stall on a client not reading [default: 30]
       --grace-period SECS     Time in-flight responses get on SIGINT/SIGTERM [default: 10]
-      --max-body BYTES        Largest request body accepted (K, M suffixes) [default: 1M]
+      --max-body BYTES        Largest request body accepted (K, M, G suffixes; 0 refuses every
+                              body) [default: 1M]
       --max-body-memory BYTES Most request-body bytes held at once per worker; beyond → 503
                               [default: 64M]
       --body-timeout SECS     Window in which a request body must make progress [default: 10]
@@ -68,6 +69,7 @@ Signals: SIGINT/SIGTERM finish in-flight responses (for --grace-period), then ex
 exits at once. SIGHUP or SIGUSR1 (as for nginx) reopens the access-log file (after logrotate
 moved it); SIGUSR2 is ignored.
 Diagnostics go to stderr; set RUST_LOG (default \"info\").
+Exit status: 0 after a shutdown, 1 when serving fails (the reason is on stderr), 2 for bad usage.
 ";
 
 struct Args {
@@ -114,73 +116,100 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     let mut load_test = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
-        match arg {
-            Long("listen") => listen.push(parser.value()?.parse()?),
-            Long("max-connections") => config.max_connections = positive(parser.value()?.parse()?)?,
-            Long("max-header-bytes") => config.max_header_bytes = positive(parser.value()?.parse()?)?,
-            Long("header-timeout") => config.header_timeout = duration(parser.value()?)?,
-            Long("idle-timeout") => config.idle_timeout = duration(parser.value()?)?,
-            Long("send-timeout") => config.send_timeout = duration(parser.value()?)?,
-            Long("grace-period") => config.grace_period = duration(parser.value()?)?,
-            Long("max-body") => config.max_body_bytes = size(parser.value()?)?,
-            Long("max-body-memory") => config.max_body_memory = size(parser.value()?)?,
-            Long("body-timeout") => config.body_timeout = duration(parser.value()?)?,
-            Long("fd") => fds.push(parser.value()?.parse()?),
-            Long("workers") => {
-                let value = parser.value()?;
-                workers = if value == "auto" {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                } else {
-                    positive(value.parse()?)?
-                };
-            }
-            Long("access-log") => {
-                let value = parser.value()?;
-                access_log = if value == "off" { None } else { Some(PathBuf::from(value)) };
-            }
-            Long("log-format") => {
-                log_format = match parser.value()?.to_str() {
-                    Some("common") => LogFormat::Common,
-                    Some("combined") => LogFormat::Combined,
-                    _ => return Err("--log-format takes common or combined".into()),
+        // The option as written, owned, so that its value can be taken and any
+        // error about it can name it.
+        let (option, mut operand) = match arg {
+            Long(name) => (format!("--{name}"), None),
+            Short(c) => (format!("-{c}"), None),
+            Value(value) => (String::new(), Some(value)),
+        };
+        let mut apply = || -> Result<bool, lexopt::Error> {
+            match option.as_str() {
+                "--listen" => listen.push(parser.value()?.parse()?),
+                "--max-connections" => config.max_connections = positive(parser.value()?.parse()?)?,
+                "--max-header-bytes" => config.max_header_bytes = positive(parser.value()?.parse()?)?,
+                "--header-timeout" => config.header_timeout = timeout(parser.value()?)?,
+                "--idle-timeout" => config.idle_timeout = timeout(parser.value()?)?,
+                "--send-timeout" => config.send_timeout = timeout(parser.value()?)?,
+                "--grace-period" => config.grace_period = duration(parser.value()?)?,
+                "--max-body" => config.max_body_bytes = size(parser.value()?)?,
+                "--max-body-memory" => config.max_body_memory = size(parser.value()?)?,
+                "--body-timeout" => config.body_timeout = timeout(parser.value()?)?,
+                "--fd" => fds.push(parser.value()?.parse()?),
+                "--workers" => {
+                    let value = parser.value()?;
+                    workers = if value == "auto" {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    } else {
+                        positive(value.parse()?)?
+                    };
                 }
-            }
-            Long("header") => {
-                let field = parser.value()?.into_string().map_err(|_| "not UTF-8")?;
-                let Some((name, value)) = SetHeaders::parse_field(&field) else {
-                    return Err(format!("invalid header field {field:?}: expected 'Name: value'").into());
-                };
-                headers = headers.header(&name, &value);
-            }
-            Long("health") => health = Some(route_path(parser.value()?, "--health")?),
-            Long("status") => status = Some(route_path(parser.value()?, "--status")?),
-            Long("listing") => files.listing = true,
-            Long("cache-control") => files.cache_control = Some(parser.value()?.parse()?),
-            Long("no-precompressed") => files.no_precompressed = true,
-            Long("no-file-cache") => files.no_file_cache = true,
-            Long("file-cache-valid") => files.file_cache_valid = duration(parser.value()?)?,
-            Long("error-page") => {
-                let spec: String = parser.value()?.parse()?;
-                let page = spec.split_once('=').and_then(|(s, f)| Some((s.parse::<u16>().ok()?, f)));
-                match page {
-                    Some((status, file)) if (400..600).contains(&status) && !file.is_empty() => {
-                        files.error_pages.push((status, PathBuf::from(file)))
+                "--access-log" => {
+                    let value = parser.value()?;
+                    access_log = if value == "off" { None } else { Some(PathBuf::from(value)) };
+                }
+                "--log-format" => {
+                    log_format = match parser.value()?.to_str() {
+                        Some("common") => LogFormat::Common,
+                        Some("combined") => LogFormat::Combined,
+                        _ => return Err("takes common or combined".into()),
                     }
-                    _ => return Err(format!("invalid --error-page {spec:?}: expected STATUS=FILE").into()),
                 }
+                "--header" => {
+                    let field = parser.value()?.into_string().map_err(|_| "not UTF-8")?;
+                    let Some((name, value)) = SetHeaders::parse_field(&field) else {
+                        return Err(format!(
+                            "invalid header field {field:?}: expected 'Name: value', without control characters"
+                        )
+                        .into());
+                    };
+                    headers = std::mem::take(&mut headers).header(&name, &value);
+                }
+                "--health" => health = Some(route_path(parser.value()?)?),
+                "--status" => status = Some(route_path(parser.value()?)?),
+                "--listing" => files.listing = true,
+                "--cache-control" => {
+                    let value: String = parser.value()?.parse()?;
+                    if !HeaderValue::from(value.clone()).is_valid() {
+                        return Err(format!("invalid value {value:?}: control characters").into());
+                    }
+                    files.cache_control = Some(value);
+                }
+                "--no-precompressed" => files.no_precompressed = true,
+                "--no-file-cache" => files.no_file_cache = true,
+                "--file-cache-valid" => files.file_cache_valid = duration(parser.value()?)?,
+                "--error-page" => {
+                    let spec: String = parser.value()?.parse()?;
+                    let page = spec.split_once('=').and_then(|(s, f)| Some((s.parse::<u16>().ok()?, f)));
+                    match page {
+                        Some((status, file)) if (400..600).contains(&status) && !file.is_empty() => {
+                            files.error_pages.push((status, PathBuf::from(file)))
+                        }
+                        _ => return Err(format!("invalid value {spec:?}: expected STATUS=FILE").into()),
+                    }
+                }
+                "--spa" => files.spa = Some(parser.value()?.parse()?),
+                "--load-test" => load_test = true,
+                "-h" | "--help" => {
+                    print!("{HELP}");
+                    return Ok(false);
+                }
+                "-V" | "--version" => {
+                    println!("spindle {}", env!("CARGO_PKG_VERSION"));
+                    return Ok(false);
+                }
+                "" if root.is_none() => root = operand.take().map(PathBuf::from),
+                "" => return Err(lexopt::Error::UnexpectedArgument(operand.take().unwrap_or_default())),
+                _ => return Err(lexopt::Error::UnexpectedOption(option.clone())),
             }
-            Long("spa") => files.spa = Some(parser.value()?.parse()?),
-            Long("load-test") => load_test = true,
-            Short('h') | Long("help") => {
-                print!("{HELP}");
-                return Ok(None);
-            }
-            Short('V') | Long("version") => {
-                println!("spindle {}", env!("CARGO_PKG_VERSION"));
-                return Ok(None);
-            }
-            Value(path) if root.is_none() => root = Some(PathBuf::from(path)),
-            _ => return Err(arg.unexpected()),
+            Ok(true)
+        };
+        match apply() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            // lexopt's own messages name the option already; the others get it in front.
+            Err(e) if option.is_empty() || e.to_string().contains(&option) => return Err(e),
+            Err(e) => return Err(format!("{option}: {e}").into()),
         }
     }
     let root = root.unwrap_or_else(|| PathBuf::from("www"));
@@ -200,10 +229,10 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
     }))
 }
 
-fn route_path(value: std::ffi::OsString, flag: &str) -> Result<String, lexopt::Error> {
+fn route_path(value: std::ffi::OsString) -> Result<String, lexopt::Error> {
     let path = value.into_string().map_err(|_| "not UTF-8")?;
     if !path.starts_with('/') {
-        return Err(format!("{flag} takes a path starting with '/'").into());
+        return Err("takes a path starting with '/'".into());
     }
     Ok(path)
 }
@@ -228,6 +257,14 @@ fn size(value: std::ffi::OsString) -> Result<usize, lexopt::Error> {
     n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large").into())
 }
 
+/// A [`duration`] for a timeout, which cannot be zero.
+fn timeout(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
+    match duration(value)? {
+        d if d.is_zero() => Err("a timeout must be more than 0".into()),
+        d => Ok(d),
+    }
+}
+
 /// `2.5`, `2.5s` or `500ms`.
 fn duration(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
     let text = value.into_string().map_err(|_| "not UTF-8")?;
@@ -235,7 +272,8 @@ fn duration(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
         Some(n) => (n, 0.001),
         None => (text.strip_suffix('s').unwrap_or(&text), 1.0),
     };
-    let secs: f64 = number.trim().parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let secs: f64 =
+        number.trim().parse().map_err(|_| format!("invalid duration {text:?}: seconds, as in 2.5, 10s or 500ms"))?;
     Duration::try_from_secs_f64(secs * scale).map_err(|_| format!("invalid duration {text:?}").into())
 }
 
@@ -252,7 +290,12 @@ fn main() -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            // Said even when RUST_LOG silences errors: it is why the process ends.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{e}");
+            } else {
+                eprintln!("spindle: {e}");
+            }
             ExitCode::FAILURE
         }
     }
