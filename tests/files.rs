@@ -615,6 +615,34 @@ fn refused_method_keeps_the_connection_usable() {
 // ---- special files ------------------------------------------------------------------------
 
 #[test]
+fn a_file_the_server_may_not_read_is_403_and_the_operator_is_told() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(tmp.path().join("index.html"), "home\n").unwrap();
+    let secret = tmp.path().join("noread.txt");
+    std::fs::write(&secret, "private\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spindle"));
+    cmd.args(["--listen", "127.0.0.1:0", tmp.path().to_str().unwrap()]);
+    // Root reads anything: the server runs as nobody then, as a deployment would.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    let p = Spawned::start_with(&mut cmd, 1);
+    assert_eq!(get(p.addr(), "/index.html").status, 200);
+    for _ in 0..3 {
+        assert_eq!(get(p.addr(), "/noread.txt").status, 403);
+    }
+    let told = wait_for(Duration::from_secs(2), || p.stderr().contains("permission denied"));
+    assert!(told, "nothing logged:\n{}", p.stderr());
+    let lines = p.stderr().lines().filter(|l| l.contains("permission denied")).count();
+    assert!(lines <= 2, "{lines} lines for three requests within a second or so:\n{}", p.stderr());
+    assert!(p.stderr().contains("noread.txt"));
+}
+
+#[test]
 fn fifo_is_forbidden_without_blocking() {
     let site = Site::new();
     mkfifo(&site.root.join("pipe"));

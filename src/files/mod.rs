@@ -73,8 +73,9 @@ pub struct StaticFiles {
     cache_control: Option<Arc<str>>,
     error_pages: Vec<(Status, PathBuf)>,
     spa_fallback: Option<Vec<u8>>,
-    /// When running out of file descriptors was last logged.
+    /// When running out of file descriptors, and a refused permission, were last logged.
     exhausted_logged: Cell<Option<cache::Stamp>>,
+    denied_logged: Cell<Option<cache::Stamp>>,
 }
 
 impl StaticFiles {
@@ -105,6 +106,7 @@ impl StaticFiles {
             error_pages: Vec::new(),
             spa_fallback: None,
             exhausted_logged: Cell::new(None),
+            denied_logged: Cell::new(None),
         })
     }
 
@@ -197,10 +199,17 @@ impl StaticFiles {
     /// Logs a 503 for want of file descriptors, at most once a second: under
     /// that pressure every request may fail the same way.
     fn log_exhausted(&self, req: &Request<'_>, path: &[u8]) {
-        if self.exhausted_logged.get().is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
-            self.exhausted_logged.set(Some(cache::Stamp::now()));
+        if once_a_second(&self.exhausted_logged) {
             let path = String::from_utf8_lossy(path);
             log::warn!("{}: out of file descriptors opening {path:?}; answering 503", req.peer());
+        }
+    }
+
+    /// Logs (at most once a second) that opening `path` was refused by permissions.
+    fn log_denied(&self, req: &Request<'_>, path: &[u8]) {
+        if once_a_second(&self.denied_logged) {
+            let path = String::from_utf8_lossy(path);
+            log::warn!("{}: opening {path:?}: permission denied; answering 403", req.peer());
         }
     }
 
@@ -731,12 +740,23 @@ impl Handler for StaticFiles {
                         log::error!("{}: opening {:?}: {io}", req.peer(), String::from_utf8_lossy(&scratch))
                     }
                     FileError::Exhausted => self.log_exhausted(req, &scratch),
+                    FileError::Denied => self.log_denied(req, &scratch),
                     FileError::NotFound | FileError::Forbidden => {}
                 }
                 self.error(e.status(), &mut scratch)
             }
         }
     }
+}
+
+/// Whether a warning last logged at `*last` may be logged again (a second on);
+/// if so, now counts as the last time.
+fn once_a_second(last: &Cell<Option<cache::Stamp>>) -> bool {
+    let due = last.get().is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+    if due {
+        last.set(Some(cache::Stamp::now()));
+    }
+    due
 }
 
 /// What the open-file cache answers.

@@ -24,8 +24,11 @@ use crate::status::Status;
 pub(crate) enum FileError {
     /// Nothing there (404).
     NotFound,
-    /// Outside the root, a dotfile, not a regular file, or not readable (403).
+    /// Outside the root, a dotfile, or not a regular file (403).
     Forbidden,
+    /// The file system refused to open it to this process (403, and worth telling
+    /// the operator: it is usually a permission mistake).
+    Denied,
     /// Out of file descriptors (503).
     Exhausted,
     /// Any other I/O failure (500).
@@ -37,7 +40,7 @@ impl FileError {
     pub(crate) fn status(&self) -> Status {
         match self {
             FileError::NotFound => Status::NOT_FOUND,
-            FileError::Forbidden => Status::FORBIDDEN,
+            FileError::Forbidden | FileError::Denied => Status::FORBIDDEN,
             FileError::Exhausted => Status::SERVICE_UNAVAILABLE,
             FileError::Io(_) => Status::INTERNAL_SERVER_ERROR,
         }
@@ -46,7 +49,8 @@ impl FileError {
     fn from_io(e: io::Error) -> FileError {
         match e.raw_os_error() {
             Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => FileError::NotFound,
-            Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM | libc::ENXIO) => FileError::Forbidden,
+            Some(libc::EXDEV | libc::ELOOP | libc::ENXIO) => FileError::Forbidden,
+            Some(libc::EACCES | libc::EPERM) => FileError::Denied,
             Some(libc::EMFILE | libc::ENFILE) => FileError::Exhausted,
             _ => FileError::Io(e),
         }
