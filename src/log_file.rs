@@ -90,7 +90,8 @@ impl LogFile {
         self.shared.wake();
     }
 
-    /// Lines dropped so far because the destination did not keep up.
+    /// Lines dropped so far because the destination did not keep up, or failed
+    /// (a full disk).
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
@@ -148,25 +149,71 @@ fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
     })
 }
 
-/// The writing thread: every interval (or when woken), takes each writer's
-/// buffered lines and writes them; reopens when asked; exits when stopped, after
-/// a last round.
-fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
+/// The writing thread: every interval (or when woken), writes a round; reopens
+/// when asked; exits when stopped, after a last round.
+fn write_loop(shared: &Shared, out: Box<dyn Write + Send>) {
+    let mut output = Output::new(out);
     let mut batch = Vec::new();
-    let mut last_error: Option<Instant> = None;
-    let mut reported_drops = 0;
     loop {
         thread::park_timeout(FLUSH_INTERVAL);
         let stopping = shared.stop.load(Ordering::Acquire);
+        output.round(shared, &mut batch);
+        if stopping {
+            return;
+        }
+        if shared.reopen.swap(false, Ordering::AcqRel) {
+            // A line cut short stays marked: the path may still name the same file.
+            match open(&shared.target) {
+                Ok(reopened) => output.out = reopened,
+                Err(e) => log::error!("reopening the access log: {e}; still writing to the old file"),
+            }
+        }
+    }
+}
+
+/// The destination as the writing thread sees it, with what it remembers of
+/// failed writes from one round to the next.
+struct Output {
+    out: Box<dyn Write + Send>,
+    /// When a write error was last logged.
+    last_error: Option<Instant>,
+    /// A write has failed since the last one that succeeded.
+    failing: bool,
+    /// A failed write cut a line short: the destination does not end with a newline.
+    partial_line: bool,
+    /// The part of `Shared::dropped` already reported.
+    reported_drops: u64,
+}
+
+impl Output {
+    fn new(out: Box<dyn Write + Send>) -> Output {
+        Output { out, last_error: None, failing: false, partial_line: false, reported_drops: 0 }
+    }
+
+    /// One round: takes each writer's buffered lines and writes them, counting
+    /// those that do not get out as dropped; then reports drops. `batch` is
+    /// scratch space kept from round to round.
+    fn round(&mut self, shared: &Shared, batch: &mut Vec<u8>) {
         let buffers: Vec<_> = lock(&shared.buffers).clone();
         for buffer in buffers {
             // Swap rather than copy: the loop keeps appending to a buffer while this
             // one is written, and capacity is recycled both ways.
-            std::mem::swap(&mut *lock(&buffer), &mut batch);
-            if let Err(e) = out.write_all(&batch) {
-                if last_error.is_none_or(|t| t.elapsed() >= ERROR_INTERVAL) {
-                    log::error!("writing the access log: {e}");
-                    last_error = Some(Instant::now());
+            std::mem::swap(&mut *lock(&buffer), batch);
+            match self.write_lines(batch) {
+                Ok(()) if self.failing && !batch.is_empty() => {
+                    self.failing = false;
+                    let dropped = shared.dropped.load(Ordering::Relaxed);
+                    log::warn!("access log writable again; {} lines lost meanwhile", dropped - self.reported_drops);
+                    self.reported_drops = dropped;
+                }
+                Ok(()) => {}
+                Err((e, lost)) => {
+                    shared.dropped.fetch_add(lost, Ordering::Relaxed);
+                    self.failing = true;
+                    if self.last_error.is_none_or(|t| t.elapsed() >= ERROR_INTERVAL) {
+                        log::error!("writing the access log: {e}");
+                        self.last_error = Some(Instant::now());
+                    }
                 }
             }
             batch.clear();
@@ -174,22 +221,47 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
                 batch.shrink_to(WAKE_BYTES);
             }
         }
-        let _ = out.flush();
+        let _ = self.out.flush();
         let dropped = shared.dropped.load(Ordering::Relaxed);
-        if dropped != reported_drops && last_error.is_none_or(|t| t.elapsed() >= ERROR_INTERVAL) {
-            log::warn!("access log not keeping up: {} lines dropped", dropped - reported_drops);
-            reported_drops = dropped;
-        }
-        if stopping {
-            return;
-        }
-        if shared.reopen.swap(false, Ordering::AcqRel) {
-            match open(&shared.target) {
-                Ok(reopened) => out = reopened,
-                Err(e) => log::error!("reopening the access log: {e}; still writing to the old file"),
-            }
+        if dropped != self.reported_drops && self.last_error.is_none_or(|t| t.elapsed() >= ERROR_INTERVAL) {
+            log::warn!("access log not keeping up: {} lines dropped", dropped - self.reported_drops);
+            self.reported_drops = dropped;
         }
     }
+
+    /// Writes `batch` (whole lines) so that the destination's lines stay whole
+    /// as far as they can: a line cut short by a failed write (a full disk takes
+    /// what fits) is ended with a newline before anything else is written. On
+    /// failure, returns the error and how many lines did not get out whole.
+    fn write_lines(&mut self, batch: &[u8]) -> Result<(), (io::Error, u64)> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let lines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        if self.partial_line {
+            write_all_at(&mut *self.out, b"\n", &mut 0).map_err(|e| (e, lines(batch)))?;
+            self.partial_line = false;
+        }
+        let mut written = 0;
+        write_all_at(&mut *self.out, batch, &mut written).map_err(|e| {
+            self.partial_line = written > 0 && batch[written - 1] != b'\n';
+            (e, lines(&batch[written..]))
+        })
+    }
+}
+
+/// `Write::write_all`, except that on failure `written` tells how much of
+/// `bytes` did get out.
+fn write_all_at(out: &mut dyn Write, bytes: &[u8], written: &mut usize) -> io::Result<()> {
+    while *written < bytes.len() {
+        match out.write(&bytes[*written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -220,21 +292,120 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("access.log.1")).unwrap(), "one\n");
     }
 
-    #[test]
-    fn drops_lines_beyond_the_bound() {
-        // No writing thread: nothing drains the buffer.
-        let shared = Arc::new(Shared {
+    /// Shared state with no writing thread: nothing drains the buffers unless a
+    /// test does.
+    fn unstarted() -> Arc<Shared> {
+        Arc::new(Shared {
             target: Target::Stdout,
             buffers: Mutex::new(Vec::new()),
             reopen: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             thread: Mutex::new(None),
-        });
+        })
+    }
+
+    #[test]
+    fn drops_lines_beyond_the_bound() {
+        let shared = unstarted();
         let writer = LogWriter { buffer: Arc::new(Mutex::new(Vec::new())), shared: shared.clone() };
         writer.line(|b| b.resize(MAX_PENDING_BYTES - 1, b'x'));
         writer.line(|b| b.extend_from_slice(b"dropped"));
         assert_eq!(shared.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(lock(&writer.buffer).len(), MAX_PENDING_BYTES);
+    }
+
+    /// A disk that takes `room` more bytes, then fails with ENOSPC until given more.
+    #[derive(Clone, Default)]
+    struct Disk(Arc<Mutex<DiskState>>);
+
+    #[derive(Default)]
+    struct DiskState {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut disk = lock(&self.0);
+            let n = buf.len().min(disk.room);
+            if n == 0 && !buf.is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            disk.room -= n;
+            disk.bytes.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One writer's buffer and the writing thread's state, driven a round at a
+    /// time over a [`Disk`].
+    struct Rig {
+        shared: Arc<Shared>,
+        buffer: Arc<Mutex<Vec<u8>>>,
+        disk: Disk,
+        output: Output,
+        batch: Vec<u8>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let shared = unstarted();
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            lock(&shared.buffers).push(buffer.clone());
+            let disk = Disk::default();
+            let output = Output::new(Box::new(disk.clone()));
+            Rig { shared, buffer, disk, output, batch: Vec::new() }
+        }
+
+        /// Buffers `lines`, leaves the disk `room` bytes, and writes a round.
+        fn round(&mut self, lines: &str, room: usize) {
+            lock(&self.buffer).extend_from_slice(lines.as_bytes());
+            lock(&self.disk.0).room = room;
+            self.output.round(&self.shared, &mut self.batch);
+        }
+
+        fn written(&self) -> String {
+            String::from_utf8(lock(&self.disk.0).bytes.clone()).unwrap()
+        }
+
+        fn dropped(&self) -> u64 {
+            self.shared.dropped.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_full_disk_is_ended_before_the_next_and_counted() {
+        let mut rig = Rig::new();
+        rig.round("aaaa\nbbbb\ncccc\n", 7);
+        assert_eq!(rig.written(), "aaaa\nbb");
+        assert_eq!(rig.dropped(), 2, "the cut line and the one not written");
+        // Still full: not even the newline gets out, and the whole batch is lost.
+        rig.round("dddd\n", 0);
+        assert_eq!(rig.written(), "aaaa\nbb");
+        assert_eq!(rig.dropped(), 3);
+        assert_eq!(rig.output.reported_drops, 0, "reported while failing");
+        rig.round("eeee\nffff\n", 100);
+        assert_eq!(rig.written(), "aaaa\nbb\neeee\nffff\n", "no line glued to the cut one");
+        assert_eq!(rig.dropped(), 3);
+        assert!(!rig.output.failing);
+        assert_eq!(rig.output.reported_drops, 3, "the recovery reports the lost lines");
+        rig.round("gggg\n", 100);
+        assert_eq!(rig.written(), "aaaa\nbb\neeee\nffff\ngggg\n");
+    }
+
+    #[test]
+    fn a_write_failing_at_a_line_end_adds_no_newline() {
+        let mut rig = Rig::new();
+        rig.round("aaaa\nbbbb\n", 5);
+        assert_eq!(rig.written(), "aaaa\n");
+        assert_eq!(rig.dropped(), 1);
+        rig.round("cccc\n", 100);
+        assert_eq!(rig.written(), "aaaa\ncccc\n");
+        assert_eq!(rig.dropped(), 1);
     }
 }
