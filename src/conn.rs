@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub bodies_held: usize,
     /// When a body was last refused for want of that memory (logged once a second).
     pub bodies_refused_logged: Option<Millis>,
+    /// When reading a response body from its file last failed (logged once a second:
+    /// a file truncated under many downloads fails them all at once).
+    pub file_errors_logged: Option<Millis>,
     pub counters: std::sync::Arc<Counters>,
 }
 
@@ -871,7 +874,7 @@ impl Conn {
         // MSG_MORE), and so does a larger body in memory (with writev).
         if !x.sends_file() && (body_len <= COPY_MAX as u64 || !x.has_body_in_memory()) {
             if let Err(e) = fill(x) {
-                log::error!("{}: reading the response body: {e}", self.peer);
+                log_file_error(self.peer, &e, shared);
                 self.keep_alive = false;
             }
         }
@@ -986,7 +989,7 @@ impl Conn {
             x.wbuf.clear();
             x.wpos = 0;
             if let Err(e) = fill(x) {
-                log::error!("{}: reading the response body: {e}", self.peer);
+                log_file_error(self.peer, &e, shared);
                 return Err(Flow::Close);
             }
             return Ok(true);
@@ -1076,7 +1079,8 @@ impl Conn {
                 Ok((true, *left == 0))
             }
             0 => {
-                log::error!("{}: file shrank while being sent", self.peer);
+                let shrank = io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent");
+                log_file_error(self.peer, &shrank, shared);
                 Err(Flow::Close)
             }
             _ => {
@@ -1416,6 +1420,22 @@ fn query_of(target: &[u8], at: usize) -> Option<Span> {
     }
     let end = crate::scan::find(&target[at..], b'#').map_or(target.len(), |i| at + i);
     Some((at + 1, end))
+}
+
+/// Logs a failure to read a response body from its file (the connection is
+/// closed), at most once a second: a file cut short while it is sent is a change
+/// of content (warn), any other failure an error.
+fn log_file_error(peer: SocketAddr, e: &io::Error, shared: &mut Shared) {
+    let now = shared.now;
+    if shared.file_errors_logged.is_some_and(|t| now < t.saturating_add(1000)) {
+        return;
+    }
+    shared.file_errors_logged = Some(now);
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        log::warn!("{peer}: {e}; closing the connection");
+    } else {
+        log::error!("{peer}: reading the response body: {e}; closing the connection");
+    }
 }
 
 /// Logs an I/O error on a client socket at the level its cause deserves.

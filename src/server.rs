@@ -143,6 +143,7 @@ impl Server {
             decoded: Vec::new(),
             bodies_held: 0,
             bodies_refused_logged: None,
+            file_errors_logged: None,
             counters: stats.0,
             config,
         };

@@ -615,6 +615,35 @@ fn refused_method_keeps_the_connection_usable() {
 // ---- special files ------------------------------------------------------------------------
 
 #[test]
+fn a_file_cut_short_under_several_downloads_ends_them_with_one_warning() {
+    let site = Site::new();
+    let big = big_file(&site.root.join("big.bin"), 16 * MIB);
+    let p = Spawned::start(&["--listen", "127.0.0.1:0", site.root.to_str().unwrap()], 1);
+    let mut downloads: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = connect(p.addr());
+            c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let mut first = [0u8; 4096];
+            let n = c.read(&mut first).unwrap();
+            assert!(first[..n].starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&first[..n]));
+            c
+        })
+        .collect();
+    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(MIB).unwrap();
+    for (i, c) in downloads.iter_mut().enumerate() {
+        let (rest, end) = read_until_end(c);
+        assert!(rest.len() < 16 * MIB as usize, "download {i} went on past the cut ({} bytes)", rest.len());
+        assert_ne!(end, End::TimedOut, "download {i} left hanging");
+    }
+    let told = wait_for(Duration::from_secs(2), || p.stderr().contains("file shrank"));
+    assert!(told, "nothing logged:\n{}", p.stderr());
+    let lines: Vec<_> = p.stderr().lines().filter(|l| l.contains("file shrank")).map(String::from).collect();
+    assert!(lines.len() <= 2, "{} lines for four downloads cut at once:\n{lines:#?}", lines.len());
+    assert!(lines.iter().all(|l| l.contains(" WARN ")), "{lines:#?}");
+    assert_eq!(get(p.addr(), "/index.html").status, 200);
+}
+
+#[test]
 fn a_file_the_server_may_not_read_is_403_and_the_operator_is_told() {
     use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
