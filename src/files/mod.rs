@@ -57,8 +57,10 @@ pub struct StaticFiles {
     root: RefCell<Root>,
     /// The root's path as given (made absolute), looked up again now and then.
     root_path: PathBuf,
-    /// When `root_path` was last looked up.
+    /// When `root_path` was last looked up, and whether it named nothing then
+    /// (said once, not at every lookup).
     root_checked: Cell<cache::Stamp>,
+    root_gone: Cell<bool>,
     /// Reused for normalised paths.
     scratch: RefCell<Vec<u8>>,
     /// Reused for the open-file cache's keys.
@@ -95,6 +97,7 @@ impl StaticFiles {
             root: RefCell::new(root),
             root_path,
             root_checked: Cell::new(cache::Stamp::now()),
+            root_gone: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
             key: RefCell::new(Vec::new()),
             cache: Some(RefCell::default()),
@@ -127,6 +130,7 @@ impl StaticFiles {
         }
         match Root::open(&self.root_path) {
             Ok(root) => {
+                self.root_gone.set(false);
                 log::info!("{} is now {}: serving it", self.root_path.display(), root.path().display());
                 *self.root.borrow_mut() = root;
                 if let Some(cache) = &self.cache {
@@ -136,7 +140,10 @@ impl StaticFiles {
                 true
             }
             Err(e) => {
-                log::warn!("{}: {e}; still serving {}", self.root_path.display(), self.root.borrow().path().display());
+                if !self.root_gone.replace(true) {
+                    let serving = self.root.borrow().path().display().to_string();
+                    log::warn!("{}: {e}; still serving {serving}", self.root_path.display());
+                }
                 false
             }
         }
