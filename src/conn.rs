@@ -32,7 +32,7 @@ use crate::response::{Body, Multipart, Response, Segment};
 use crate::router::Router;
 use crate::stats::Counters;
 use crate::status::Status;
-use crate::timer::{Clock, Link, Linked, Millis, TimerKind};
+use crate::timer::{once_a_second, Clock, Link, Linked, Millis, TimerKind};
 
 /// Bytes a lingering close reads and drops before giving up on the client.
 const MAX_LINGER_BYTES: u64 = 1024 * 1024;
@@ -800,9 +800,7 @@ impl Conn {
     /// Refuses a request whose body would take request-body memory beyond
     /// `Config::max_body_memory`: 503, to be tried again shortly.
     fn refuse_body(&mut self, x: &mut Exchange, shared: &mut Shared) {
-        let now = shared.now;
-        if shared.bodies_refused_logged.is_none_or(|t| now >= t.saturating_add(1000)) {
-            shared.bodies_refused_logged = Some(now);
+        if once_a_second(&mut shared.bodies_refused_logged, shared.now) {
             log::warn!(
                 "request bodies in memory reach the limit ({} bytes): refusing new ones (503)",
                 shared.config.max_body_memory
@@ -1426,11 +1424,9 @@ fn query_of(target: &[u8], at: usize) -> Option<Span> {
 /// closed), at most once a second: a file cut short while it is sent is a change
 /// of content (warn), any other failure an error.
 fn log_file_error(peer: SocketAddr, e: &io::Error, shared: &mut Shared) {
-    let now = shared.now;
-    if shared.file_errors_logged.is_some_and(|t| now < t.saturating_add(1000)) {
+    if !once_a_second(&mut shared.file_errors_logged, shared.now) {
         return;
     }
-    shared.file_errors_logged = Some(now);
     if e.kind() == io::ErrorKind::UnexpectedEof {
         log::warn!("{peer}: {e}; closing the connection");
     } else {

@@ -19,7 +19,7 @@ use crate::date::DateCache;
 use crate::pool::Pool;
 use crate::router::Router;
 use crate::stats::{Stats, StatsHandle};
-use crate::timer::{duration_ms, Clock, Millis, TimerKind, Timers};
+use crate::timer::{duration_ms, once_a_second, Clock, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
 const LISTENER_TOKENS: usize = 64;
@@ -623,10 +623,7 @@ impl Server {
 
     /// Logs resource pressure at warn level, at most once per second.
     fn pressure(&mut self, kind: Pressure, message: std::fmt::Arguments<'_>) {
-        let now = self.shared.now;
-        let last = &mut self.last_pressure_warning[kind as usize];
-        if last.is_none_or(|t| now >= t + 1000) {
-            *last = Some(now);
+        if once_a_second(&mut self.last_pressure_warning[kind as usize], self.shared.now) {
             log::warn!("{message}");
         }
     }

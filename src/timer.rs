@@ -42,6 +42,16 @@ impl Clock {
     }
 }
 
+/// Whether something last done at `*last` (a warning, logged at most once a
+/// second) may be done again at `now`; if so, `now` becomes the last time.
+pub(crate) fn once_a_second(last: &mut Option<Millis>, now: Millis) -> bool {
+    let due = last.is_none_or(|t| now >= t.saturating_add(1000));
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
 /// Whole milliseconds of `d`, saturating.
 pub(crate) fn duration_ms(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
