@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::log_file::LogWriter;
@@ -27,18 +28,34 @@ pub enum LogFormat {
 /// server's own error responses: through `log` (info level, target [`TARGET`])
 /// or into a [`LogFile`](crate::LogFile). Client-supplied text is escaped so that
 /// a line cannot be forged or break a terminal.
+///
+/// The line is written once the response has been sent, or has stopped being
+/// sent (the client went away, the send timeout or a shutdown's grace period
+/// ended it): its byte count is the body bytes that went out, as nginx's
+/// `$body_bytes_sent`. Its time is when the response began.
 #[derive(Debug)]
 pub struct AccessLog {
     format: LogFormat,
     output: Option<LogWriter>,
     /// The rendered time of the last second a line was written in.
     time: RefCell<(u64, String)>,
+    /// Lines already written, kept for the next ones (their buffers reused).
+    spare: Arc<SpareLines>,
 }
+
+/// Lines written and kept for reuse: boxed as they travel in a `Response`, so
+/// that reusing one reuses its box too.
+#[allow(clippy::vec_box)]
+type SpareLines = Mutex<Vec<Box<PendingLine>>>;
+
+/// Finished lines kept for reuse, at most, and the largest line buffer kept.
+const SPARE_LINES: usize = 64;
+const LINE_KEPT: usize = 4096;
 
 impl AccessLog {
     /// An access log in `format`, written through `log`.
     pub fn new(format: LogFormat) -> AccessLog {
-        AccessLog { format, output: None, time: RefCell::new((u64::MAX, String::new())) }
+        AccessLog { format, output: None, time: RefCell::new((u64::MAX, String::new())), spare: Arc::default() }
     }
 
     /// An access log in `format`, written into a log file through `writer`.
@@ -61,35 +78,100 @@ impl Middleware for AccessLog {
             let _ = write_clf_time(&mut time.1, now);
             time.0 = now;
         }
-        let line = Line { format: self.format, req, time: &time.1, status: status.code(), bytes };
-        match &self.output {
-            Some(writer) => writer.line(|buf| {
-                let _ = write!(buf, "{line}");
-            }),
-            None => log::info!(target: TARGET, "{line}"),
+        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut pending = spare.unwrap_or_else(|| {
+            Box::new(PendingLine {
+                output: self.output.clone(),
+                line: String::new(),
+                at: 0,
+                declared: 0,
+                done: true,
+                home: Arc::downgrade(&self.spare),
+            })
+        });
+        pending.line.clear();
+        let line = Line { format: self.format, req, time: &time.1, status: status.code() };
+        let _ = line.write_before_bytes(&mut pending.line);
+        pending.at = pending.line.len();
+        let _ = line.write_after_bytes(&mut pending.line);
+        (pending.declared, pending.done) = (bytes, false);
+        if let Some(earlier) = response.pending_log.replace(pending) {
+            // Two access logs: the other one's line goes as it was.
+            drop(earlier);
         }
     }
 }
 
-/// One access-log line, without its newline.
+/// An access-log line waiting for its response to end: written by
+/// [`finish`](PendingLine::finish) with the body bytes sent, or, if dropped
+/// unfinished (a middleware replaced the response), with the body's length.
+#[derive(Debug)]
+pub(crate) struct PendingLine {
+    output: Option<LogWriter>,
+    /// The line without its byte count, which goes at `at`.
+    line: String,
+    at: usize,
+    declared: u64,
+    done: bool,
+    /// Where the line goes once written, to be used again.
+    home: Weak<SpareLines>,
+}
+
+impl PendingLine {
+    /// Writes the line with `sent` body bytes.
+    pub(crate) fn finish(mut self: Box<Self>, sent: u64) {
+        self.write(sent);
+        let Some(home) = self.home.upgrade() else { return };
+        let mut spare = home.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < SPARE_LINES && self.line.capacity() <= LINE_KEPT {
+            spare.push(self);
+        }
+    }
+
+    fn write(&mut self, bytes: u64) {
+        self.done = true;
+        let (before, after) = self.line.split_at(self.at.min(self.line.len()));
+        match &self.output {
+            Some(writer) => writer.line(|buf| {
+                let _ = write!(buf, "{before}{}{after}", Bytes(bytes));
+            }),
+            None => log::info!(target: TARGET, "{before}{}{after}", Bytes(bytes)),
+        }
+    }
+}
+
+impl Drop for PendingLine {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write(self.declared);
+        }
+    }
+}
+
+/// One access-log line (without its newline), written in two parts around its
+/// byte count, which is known only once the response has gone out.
 struct Line<'a, 'r> {
     format: LogFormat,
     req: &'a Request<'r>,
     time: &'a str,
     status: u16,
-    bytes: u64,
 }
 
-impl fmt::Display for Line<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Line<'_, '_> {
+    /// Everything up to the byte count: `host - - [time] "request" status `.
+    fn write_before_bytes(&self, out: &mut String) -> fmt::Result {
         let req = self.req;
         let version = if req.version() == Version::Http10 { "1.0" } else { "1.1" };
         let request = RequestLine { method: req.method_str(), target: req.target(), version };
-        write!(f, "{} - - [{}] {request} {} {}", req.peer().ip(), self.time, self.status, Bytes(self.bytes))?;
+        write!(out, "{} - - [{}] {request} {} ", req.peer().ip(), self.time, self.status)
+    }
+
+    /// Everything after it: Combined's referer and user agent.
+    fn write_after_bytes(&self, out: &mut String) -> fmt::Result {
         if self.format == LogFormat::Combined {
-            let referer = Quoted(req.headers().get_bytes("referer"));
-            let agent = Quoted(req.headers().get_bytes("user-agent"));
-            write!(f, " {referer} {agent}")?;
+            let referer = Quoted(self.req.headers().get_bytes("referer"));
+            let agent = Quoted(self.req.headers().get_bytes("user-agent"));
+            write!(out, " {referer} {agent}")?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use crate::access_log::PendingLine;
 use crate::body::BodyDecoder;
 use crate::config::Config;
 use crate::date::DateCache;
@@ -172,6 +173,12 @@ pub(crate) struct Exchange {
     /// A response held back until `delay_until` (see [`Response::with_delay`]).
     delayed: Option<Response>,
     delay_until: Option<Millis>,
+    /// Bytes written to the socket since the exchange was taken.
+    sent: u64,
+    /// Access-log lines of responses not yet all sent: where each body starts in
+    /// the output counted by `sent`, its length, and the line, written once the
+    /// body is out or the connection closes.
+    logs: std::collections::VecDeque<(u64, u64, Box<PendingLine>)>,
 }
 
 impl Exchange {
@@ -196,6 +203,38 @@ impl Exchange {
         self.lingered = 0;
         self.delayed = None;
         self.delay_until = None;
+        self.sent = 0;
+    }
+
+    /// Writes the access-log lines of the responses whose bodies are all sent.
+    fn log_sent(&mut self) {
+        while let Some(&(start, len, _)) = self.logs.front() {
+            if start + len > self.sent {
+                return;
+            }
+            if let Some((_, _, line)) = self.logs.pop_front() {
+                line.finish(len);
+            }
+        }
+    }
+
+    /// Writes every access-log line still waiting, with the body bytes that went
+    /// out (the connection is closing); a delayed response never sent counts none.
+    #[inline]
+    fn log_unsent(&mut self) {
+        if !self.logs.is_empty() || self.delayed.is_some() {
+            self.log_cut_short();
+        }
+    }
+
+    #[cold]
+    fn log_cut_short(&mut self) {
+        while let Some((start, len, line)) = self.logs.pop_front() {
+            line.finish(len.min(self.sent.saturating_sub(start)));
+        }
+        if let Some(line) = self.delayed.as_mut().and_then(|r| r.pending_log.take()) {
+            line.finish(0);
+        }
     }
 
     /// Unconsumed input.
@@ -418,6 +457,7 @@ impl Conn {
     /// or when nothing is in flight any more).
     pub(crate) fn recycle(&mut self, shared: &mut Shared) {
         if let Some(mut x) = self.exchange.take() {
+            x.log_unsent();
             x.reset(shared);
             shared.exchanges.give(x);
         }
@@ -835,6 +875,9 @@ impl Conn {
             Persistence::Default
         };
         prepare_write_buffer(x, &shared.config);
+        // Where this response starts in the exchange's output.
+        let head_at = x.wbuf.len();
+        let queued = x.sent + (head_at - x.wpos as usize) as u64;
         let mut w = HeadWriter::new(&mut x.wbuf, status, shared.date.fields());
         let (shared_fields, own_fields) = response.fields();
         if let Some(fields) = shared_fields {
@@ -852,6 +895,8 @@ impl Conn {
             w.content_length(0);
         }
         w.finish(persistence);
+        let body_at = queued + (x.wbuf.len() - head_at) as u64;
+        let body_sent = if head_only || !status.allows_body() { 0 } else { body_len };
         let body = response.take_body();
         x.out = match body {
             _ if head_only || !status.allows_body() => Out::None,
@@ -875,6 +920,9 @@ impl Conn {
                 log_file_error(self.peer, &e, shared);
                 self.keep_alive = false;
             }
+        }
+        if let Some(line) = response.pending_log.take() {
+            x.logs.push_back((body_at, body_sent, line));
         }
         self.phase = Phase::Send;
     }
@@ -976,10 +1024,11 @@ impl Conn {
         if x.wpos as usize == x.wbuf.len() {
             if let Out::File { file, offset, left } = &mut x.out {
                 if *left >= SENDFILE_MIN {
-                    return self.send_file(file, offset, left, shared).map(|(sent, done)| {
+                    return self.send_file(file, offset, left, &mut x.sent, shared).map(|(sent, done)| {
                         if done {
                             x.out = Out::None;
                         }
+                        x.log_sent();
                         sent
                     });
                 }
@@ -1006,6 +1055,10 @@ impl Conn {
         let written = if more { send_more(&self.stream, pending) } else { self.stream.write(pending) };
         let Some(n) = self.written(written, shared)? else { return Ok(false) };
         x.wpos += n as u32;
+        x.sent += n as u64;
+        if !x.logs.is_empty() {
+            x.log_sent();
+        }
         Ok(true)
     }
 
@@ -1024,6 +1077,10 @@ impl Conn {
         let from_buffer = n.min(pending);
         x.wpos += from_buffer as u32;
         x.sent_from_memory(n - from_buffer);
+        x.sent += n as u64;
+        if !x.logs.is_empty() {
+            x.log_sent();
+        }
         Ok(true)
     }
 
@@ -1056,6 +1113,7 @@ impl Conn {
         file: &File,
         offset: &mut u64,
         left: &mut u64,
+        sent: &mut u64,
         shared: &mut Shared,
     ) -> Result<(bool, bool), Flow> {
         use std::os::fd::AsRawFd;
@@ -1073,6 +1131,7 @@ impl Conn {
                 let n = n as u64;
                 *offset += n;
                 *left -= n;
+                *sent += n;
                 shared.counters.sent(n);
                 Ok((true, *left == 0))
             }

@@ -395,12 +395,22 @@ pub struct Response {
     close: bool,
     /// Hold the response back this long before sending it.
     delay: Option<std::time::Duration>,
+    /// The access-log line to write once the response has gone out.
+    pub(crate) pending_log: Option<Box<crate::access_log::PendingLine>>,
 }
 
 impl Response {
     /// A response with `status`, no header fields and an empty body.
     pub fn new(status: Status) -> Response {
-        Response { status, shared: None, headers: SmallVec::new(), body: Body::Empty, close: false, delay: None }
+        Response {
+            status,
+            shared: None,
+            headers: SmallVec::new(),
+            body: Body::Empty,
+            close: false,
+            delay: None,
+            pending_log: None,
+        }
     }
 
     /// 200 with a `text/plain; charset=utf-8` body.
@@ -496,7 +506,15 @@ impl Response {
     /// its own, and `body`. Inlined, so that it is built where it is returned to.
     #[inline]
     pub(crate) fn shared(status: Status, fields: Arc<SharedFields>, body: Body) -> Response {
-        Response { status, shared: Some(fields), headers: SmallVec::new(), body, close: false, delay: None }
+        Response {
+            status,
+            shared: Some(fields),
+            headers: SmallVec::new(),
+            body,
+            close: false,
+            delay: None,
+            pending_log: None,
+        }
     }
 
     /// Makes the shared fields the response's own, so that they can be changed.

@@ -821,6 +821,53 @@ fn startup_warns_when_running_as_root() {
 
 // ---- the access log -------------------------------------------------------------------------
 
+/// The byte count of the first access-log line in `stdout` that contains `needle`.
+fn logged_bytes(stdout: &str, needle: &str) -> Option<String> {
+    let line = stdout.lines().find(|l| l.contains(needle))?;
+    line.rsplit(' ').next().map(str::to_string)
+}
+
+#[test]
+fn access_log_counts_the_body_bytes_that_went_out() {
+    let len = 8 * MIB;
+    let root = site_with_big_file(len);
+    let p = Spawned::start(&["--listen", "127.0.0.1:0", "--grace-period", "300ms", path_str(&root)], 1);
+    let addr = p.addr();
+
+    // Whole, and with nothing to send.
+    let mut whole = connect(addr);
+    whole.write_all(b"GET /big.bin?whole HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let (_, total, end) = drain(&mut whole, 0);
+    assert_eq!(end, End::Eof);
+    assert!(total > len, "{total} bytes");
+    assert_eq!(request(addr, b"HEAD /big.bin?head HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").status, 200);
+
+    // A client that reads a little of it and goes away.
+    let mut quitter = connect(addr);
+    quitter.write_all(b"GET /big.bin?quit HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut some = vec![0u8; 64 * 1024];
+    quitter.read_exact(&mut some).unwrap();
+    drop(quitter);
+
+    // One still downloading when a shutdown's grace period ends.
+    let mut stalled = connect(addr);
+    stalled.write_all(b"GET /big.bin?graced HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    stalled.read_exact(&mut some).unwrap();
+    let logged = |needle: &str| logged_bytes(&p.stdout(), needle);
+    assert!(wait_for(ms(5000), || logged("?quit").is_some()), "no line for the quitter:\n{}", p.stdout());
+    p.signal(libc::SIGTERM);
+    // Not reading on: the grace period ends it.
+    assert!(wait_for(ms(5000), || logged("?graced").is_some()), "no line for the cut download:\n{}", p.stdout());
+    let _ = drain(&mut stalled, 0);
+
+    assert_eq!(logged("?whole").as_deref(), Some(len.to_string().as_str()), "{}", p.stdout());
+    assert_eq!(logged("?head").as_deref(), Some("-"), "{}", p.stdout());
+    for cut in ["?quit", "?graced"] {
+        let bytes: u64 = logged(cut).and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("{}", p.stdout()));
+        assert!(bytes >= 64 * 1024 - 4096 && bytes < len, "{cut}: {bytes} of {len} bytes logged\n{}", p.stdout());
+    }
+}
+
 #[test]
 fn access_log_records_requests_without_control_bytes() {
     let root = site();
