@@ -118,13 +118,18 @@ impl StaticFiles {
         self.root.borrow().path().to_path_buf()
     }
 
+    /// Whether the root's path is due to be looked up again at `now`.
+    fn root_check_due(&self, now: cache::Stamp) -> bool {
+        now.since(self.root_checked.get()) >= ROOT_CHECK_INTERVAL
+    }
+
     /// Opens the root again if its path has come to name another directory
     /// (looked up at most once per [`ROOT_CHECK_INTERVAL`]); whether it did.
-    fn follow_root(&self) -> bool {
-        if self.root_checked.get().elapsed() < ROOT_CHECK_INTERVAL {
+    fn follow_root(&self, now: cache::Stamp) -> bool {
+        if !self.root_check_due(now) {
             return false;
         }
-        self.root_checked.set(cache::Stamp::now());
+        self.root_checked.set(now);
         if self.root.borrow().is_at(&self.root_path) {
             return false;
         }
@@ -341,22 +346,25 @@ impl StaticFiles {
         key.push(u8::from(trailing_slash));
         let mut cache = cache_cell.borrow_mut();
         let mut entry = cache.get_mut(&key)?;
+        let now = cache::Stamp::now();
         let stale =
-            |checked: cache::Stamp| self.revalidate_after.is_zero() || checked.elapsed() >= self.revalidate_after;
+            |checked: cache::Stamp| self.revalidate_after.is_zero() || now.since(checked) >= self.revalidate_after;
         let revalidated = stale(entry.checked);
-        if revalidated {
-            // Revalidating is when the root is looked up again too: the cache may go.
+        if self.root_check_due(now) {
+            // The root may have moved to another directory: then the cache goes.
             drop(cache);
-            if self.follow_root() {
+            if self.follow_root(now) {
                 return None;
             }
             cache = cache_cell.borrow_mut();
             entry = cache.get_mut(&key)?;
+        }
+        if revalidated {
             if self.root.borrow().identity(&entry.path) != Some(entry.identity) {
                 cache.remove_file(&mut key);
                 return None;
             }
-            entry.checked = cache::Stamp::now();
+            entry.checked = now;
         }
         // The codings the client accepts that may be served, if any.
         let acceptable =
@@ -663,8 +671,8 @@ const SIBLINGS_FOR_VARY: std::time::Duration = std::time::Duration::from_secs(1)
 /// Scratch space (paths, keys) kept between requests when idle.
 const SCRATCH_KEPT: usize = 4096;
 
-/// How often the root's path is looked up again (on requests that revalidate a
-/// cached file or miss the cache), to follow it to another directory.
+/// How often the root's path is looked up again (on requests), to follow it to
+/// another directory.
 const ROOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Handler for StaticFiles {
@@ -700,7 +708,7 @@ impl Handler for StaticFiles {
         // `answer_from_cache` left the key for this path in `self.key`, or cleared it
         // when this request may not be cached.
         let cacheable = !self.key.borrow().is_empty();
-        self.follow_root();
+        self.follow_root(cache::Stamp::now());
         let mut scratch = self.scratch.borrow_mut();
         let found = if path.is_empty() {
             // The mount point itself, asked for without its slash.
