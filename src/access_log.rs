@@ -162,7 +162,7 @@ impl Line<'_, '_> {
     fn write_before_bytes(&self, out: &mut String) -> fmt::Result {
         let req = self.req;
         let version = if req.version() == Version::Http10 { "1.0" } else { "1.1" };
-        let request = RequestLine { method: req.method_str(), target: req.target(), version };
+        let request = RequestLine { method: req.method_str(), target: req.target(), version, raw: req.raw_line };
         write!(out, "{} - - [{}] {request} {} ", req.peer().ip(), self.time, self.status)
     }
 
@@ -177,15 +177,20 @@ impl Line<'_, '_> {
     }
 }
 
-/// `"GET /path HTTP/1.1"`, or `"-"` for a request that could not be parsed.
+/// `"GET /path HTTP/1.1"`; for a request that could not be parsed, the start of
+/// its first line as received (escaped), or `"-"` when nothing of it came.
 struct RequestLine<'a> {
     method: &'a str,
     target: &'a str,
     version: &'a str,
+    raw: &'a [u8],
 }
 
 impl fmt::Display for RequestLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.raw.is_empty() {
+            return write!(f, "\"{}\"", Escaped(self.raw));
+        }
         if self.method.is_empty() {
             return f.write_str("\"-\"");
         }
@@ -279,6 +284,8 @@ mod tests {
     fn escapes_client_text() {
         assert_eq!(Escaped(b"/a\x1b[31m\"\n\\").to_string(), r"/a\x1b[31m\x22\x0a\x5c");
         assert_eq!(Quoted(None).to_string(), "\"-\"");
-        assert_eq!(RequestLine { method: "", target: "", version: "1.1" }.to_string(), "\"-\"");
+        assert_eq!(RequestLine { method: "", target: "", version: "1.1", raw: b"" }.to_string(), "\"-\"");
+        let raw = RequestLine { method: "", target: "", version: "1.1", raw: b"GET /\x1b HTTP/1.1" };
+        assert_eq!(raw.to_string(), r#""GET /\x1b HTTP/1.1""#);
     }
 }

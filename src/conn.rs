@@ -822,7 +822,8 @@ impl Conn {
             Some(head) => head.method == Method::Head,
             None => x.input().starts_with(b"HEAD "),
         };
-        if x.request.is_none() {
+        let unparsed = x.request.is_none();
+        if unparsed {
             x.request = Some(RequestHead::UNPARSED);
             x.spans.clear();
         }
@@ -831,7 +832,10 @@ impl Conn {
             response.set_header("Retry-After", "1");
         }
         {
-            let req = build_request(x, target_split(x), &[], false, self.peer);
+            let mut req = build_request(x, target_split(x), &[], false, self.peer);
+            if unparsed {
+                req.raw_line = first_line(x.input());
+            }
             shared.router.finish(&req, &mut response);
         }
         self.write_response(x, &mut response, head_only, shared);
@@ -1357,6 +1361,18 @@ fn read_file(wbuf: &mut Vec<u8>, file: &File, offset: &mut u64, left: &mut u64, 
     result
 }
 
+/// The first line of `input` (without its line end), at most [`RAW_LINE_MAX`]
+/// bytes of it: what a request that could not be parsed began with.
+fn first_line(input: &[u8]) -> &[u8] {
+    let input = &input[parse::empty_lines_len(input)..];
+    let line = &input[..crate::scan::find(input, b'\n').unwrap_or(input.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    &line[..line.len().min(RAW_LINE_MAX)]
+}
+
+/// Most bytes of an unparsed request's first line kept for the access log.
+const RAW_LINE_MAX: usize = 1024;
+
 /// [`split_target`] of the current request's target, if there is a request.
 fn target_split(x: &Exchange) -> Option<(Span, Option<Span>)> {
     let head = x.request?;
@@ -1409,6 +1425,7 @@ fn build_request<'a>(
         body: &x.body,
         params: None,
         mount_len: 0,
+        raw_line: &[],
     }
 }
 

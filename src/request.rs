@@ -256,6 +256,9 @@ pub struct Request<'a> {
     pub(crate) params: Option<Params<'a>>,
     /// Bytes of `path` that belong to the mount prefix of the handler being called.
     pub(crate) mount_len: usize,
+    /// For a request refused before its head could be parsed, the start of its
+    /// first line as received (for the access log); empty otherwise.
+    pub(crate) raw_line: &'a [u8],
 }
 
 impl<'a> Request<'a> {

@@ -888,22 +888,26 @@ fn access_log_records_requests_without_control_bytes() {
     let escape = request(addr, b"GET /%1b[31mred HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     // Bytes the parser lets through raw: quote, backslash and a C1 control (CSI, U+009B).
     let raw = request(addr, b"GET /q\"uote\\\xc2\x9b31m HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    // A raw ESC is refused by the parser.
+    // A raw ESC is refused by the parser: the line is logged as it came, escaped.
     let rejected = request(addr, b"GET /\x1b[31m HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     assert_eq!(rejected.status, 400);
+    // A well-formed request line with a bad header: the line is logged.
+    let headless = request(addr, b"GET /no-host HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(headless.status, 400);
 
     let expected = [
         ok_line,
         ok_request,
         format!("\"GET /%1b[31mred HTTP/1.1\" {} ", escape.status),
         format!("\"GET /q\\x22uote\\x5c\\xc2\\x9b31m HTTP/1.1\" {} ", raw.status),
-        "\"-\" 400 ".to_string(),
+        "\"GET /\\x1b[31m HTTP/1.1\" 400 ".to_string(),
+        "\"GET /no-host HTTP/1.1\" 400 ".to_string(),
     ];
     let all_logged = wait_for(ms(5000), || expected.iter().all(|e| p.stdout().contains(e.as_str())));
     let stdout = p.stdout();
     assert!(all_logged, "access lines missing; expected {expected:?} on stdout:\n{stdout}");
     let access: Vec<&str> = stdout.lines().collect();
-    assert_eq!(access.len(), 4, "one line per request expected on stdout:\n{stdout}");
+    assert_eq!(access.len(), 5, "one line per request expected on stdout:\n{stdout}");
     assert!(!p.stderr().contains("\"GET /"), "access lines on stderr:\n{}", p.stderr());
     for line in &access {
         assert!(
