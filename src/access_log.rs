@@ -95,10 +95,9 @@ impl Middleware for AccessLog {
         pending.at = pending.line.len();
         let _ = line.write_after_bytes(&mut pending.line);
         (pending.declared, pending.done) = (bytes, false);
-        if let Some(earlier) = response.pending_log.replace(pending) {
-            // Two access logs: the other one's line goes as it was.
-            drop(earlier);
-        }
+        // With two access logs, the other one's line, replaced here, is written
+        // as it was when dropped.
+        response.pending_log = Some(pending);
     }
 }
 

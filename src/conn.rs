@@ -206,6 +206,16 @@ impl Exchange {
         self.sent = 0;
     }
 
+    /// Counts `n` more bytes written to the socket, and logs the responses
+    /// they completed.
+    #[inline]
+    fn wrote(&mut self, n: usize) {
+        self.sent += n as u64;
+        if !self.logs.is_empty() {
+            self.log_sent();
+        }
+    }
+
     /// Writes the access-log lines of the responses whose bodies are all sent.
     fn log_sent(&mut self) {
         while let Some(&(start, len, _)) = self.logs.front() {
@@ -834,7 +844,8 @@ impl Conn {
         {
             let mut req = build_request(x, target_split(x), &[], false, self.peer);
             if unparsed {
-                req.raw_line = first_line(x.input());
+                let (_, line) = parse::request_line(x.input());
+                req.raw_line = &line[..line.len().min(RAW_LINE_MAX)];
             }
             shared.router.finish(&req, &mut response);
         }
@@ -1059,10 +1070,7 @@ impl Conn {
         let written = if more { send_more(&self.stream, pending) } else { self.stream.write(pending) };
         let Some(n) = self.written(written, shared)? else { return Ok(false) };
         x.wpos += n as u32;
-        x.sent += n as u64;
-        if !x.logs.is_empty() {
-            x.log_sent();
-        }
+        x.wrote(n);
         Ok(true)
     }
 
@@ -1081,10 +1089,7 @@ impl Conn {
         let from_buffer = n.min(pending);
         x.wpos += from_buffer as u32;
         x.sent_from_memory(n - from_buffer);
-        x.sent += n as u64;
-        if !x.logs.is_empty() {
-            x.log_sent();
-        }
+        x.wrote(n);
         Ok(true)
     }
 
@@ -1359,15 +1364,6 @@ fn read_file(wbuf: &mut Vec<u8>, file: &File, offset: &mut u64, left: &mut u64, 
     };
     wbuf.truncate(start + got);
     result
-}
-
-/// The first line of `input` (without its line end), at most [`RAW_LINE_MAX`]
-/// bytes of it: what a request that could not be parsed began with.
-fn first_line(input: &[u8]) -> &[u8] {
-    let input = &input[parse::empty_lines_len(input)..];
-    let line = &input[..crate::scan::find(input, b'\n').unwrap_or(input.len())];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    &line[..line.len().min(RAW_LINE_MAX)]
 }
 
 /// Most bytes of an unparsed request's first line kept for the access log.

@@ -202,15 +202,21 @@ fn line_len(buf: &[u8]) -> usize {
     buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
 }
 
+/// Where the request line starts in `buf` (after the empty lines httparse skips,
+/// RFC 9112 §2.2), and the line itself, without its line end (all of `buf` that
+/// follows when no line end has come yet).
+pub(crate) fn request_line(buf: &[u8]) -> (usize, &[u8]) {
+    let start = empty_lines_len(buf);
+    let line = &buf[start..start + line_len(&buf[start..])];
+    (start, line.strip_suffix(b"\r").unwrap_or(line))
+}
+
 /// What httparse's version error means: a request line of three parts whose
 /// version is `HTTP/1.2` to `HTTP/1.9` is one to answer as HTTP/1.1 (RFC 9110
 /// §2.5; at `minor`, an offset into `buf`), `HTTP/2.0` and the like are a version
 /// we don't support (505); anything else is malformed (400).
 fn version_error(buf: &[u8]) -> HeadError {
-    // httparse skips empty lines ahead of the request line.
-    let start = empty_lines_len(buf);
-    let line = &buf[start..start + line_len(&buf[start..])];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (start, line) = request_line(buf);
     let mut parts = line.split(|&b| b == b' ');
     let (Some(_method), Some(_target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
