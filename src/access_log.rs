@@ -127,6 +127,19 @@ impl PendingLine {
         }
     }
 
+    /// Writes the line of a response that never began because the client closed
+    /// the connection first: status 499 (as nginx logs it), no body bytes.
+    pub(crate) fn client_gone(mut self: Box<Self>) {
+        // The status is the three digits before the space in front of the byte count.
+        let status = self.at.checked_sub(4).map(|start| start..start + 3);
+        if let Some(range) =
+            status.filter(|r| self.line.get(r.clone()).is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())))
+        {
+            self.line.replace_range(range, "499");
+        }
+        self.finish(0);
+    }
+
     fn write(&mut self, bytes: u64) {
         self.done = true;
         let (before, after) = self.line.split_at(self.at.min(self.line.len()));

@@ -972,6 +972,15 @@ impl Conn {
     /// One step of `Delay`: the answers to requests pipelined ahead of the delayed
     /// one go out meanwhile; once they have, the buffers go back until it is due.
     fn wait_delay(&mut self, x: &mut Exchange, shared: &mut Shared, budget: &mut usize, progressed: &mut bool) -> Flow {
+        if (self.read_hup || self.peer_eof) && self.peer_closed() {
+            // The client gave up before its answer was due (as a proxy's timeout
+            // does): the connection goes now, not when the delay ends.
+            if let Some(line) = x.delayed.as_mut().and_then(|r| r.pending_log.take()) {
+                line.client_gone();
+            }
+            self.keep_alive = false;
+            return Flow::Close;
+        }
         if let Some(flow) = self.write_out(x, shared, budget, progressed) {
             return flow;
         }
@@ -983,6 +992,15 @@ impl Conn {
         x.drop_body(shared);
         x.release_buffers();
         Flow::Wait
+    }
+
+    /// Whether the peer has closed its side: the socket reads as end of stream
+    /// (or fails) with no request bytes left unread ahead of that.
+    fn peer_closed(&self) -> bool {
+        match self.stream.peek(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
+        }
     }
 
     /// Writes what is pending within this wakeup's `budget`: `None` once all of it

@@ -550,7 +550,9 @@ impl Response {
 
     /// Asks the server to send this response only after `delay`, timed by the
     /// event loop (nothing sleeps; other clients are served meanwhile). A zero
-    /// delay is none: the response is sent at once.
+    /// delay is none: the response is sent at once. A client that closes its
+    /// side while it waits is taken to have given up: its connection closes at
+    /// once and the access log records status 499.
     pub fn with_delay(mut self, delay: std::time::Duration) -> Response {
         self.delay = Some(delay).filter(|d| !d.is_zero());
         self

@@ -140,3 +140,29 @@ fn binary_flag_turns_them_on() {
     let off = Spawned::start(&["--listen", "127.0.0.1:0", root.path().to_str().unwrap()], 1);
     assert_eq!(get(off.addr(), "/plaintext").status, 404);
 }
+
+#[test]
+fn a_client_that_gives_up_during_a_delay_is_let_go_at_once_and_logged_499() {
+    let root = site();
+    let args = ["--listen", "127.0.0.1:0", "--load-test", "--status", "/st", root.path().to_str().unwrap()];
+    let p = Spawned::start(&args, 1);
+    let addr = p.addr();
+    // Twenty clients ask for a minute's wait and leave (as a proxy's timeout does).
+    for i in 0..20 {
+        let mut c = connect(addr);
+        std::io::Write::write_all(&mut c, format!("GET /delay/60000?gone{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+    }
+    // One waits on, beside them, and is answered.
+    let mut stays = Client::new(addr);
+    stays.send("GET /delay/2000?stays HTTP/1.1\r\nHost: t\r\n\r\n");
+    // The connections of those gone close long before their delay would end:
+    // only the one that stays is still waiting.
+    let sending = || get(addr, "/st").text().contains(r#""sending":1,"#);
+    assert!(wait_for(Duration::from_secs(5), sending), "{}", get(addr, "/st").text());
+    assert_eq!(stays.recv().text(), "delayed\n");
+    let gone = |log: &str| log.lines().filter(|l| l.contains("?gone") && l.ends_with("\" 499 -")).count();
+    assert!(wait_for(Duration::from_secs(5), || gone(&p.stdout()) == 20), "{}", p.stdout());
+    let answered = |log: &str| log.lines().any(|l| l.contains("?stays") && l.ends_with(" 200 8"));
+    assert!(wait_for(Duration::from_secs(5), || answered(&p.stdout())), "{}", p.stdout());
+}
