@@ -722,6 +722,7 @@ fn cli_usage_errors_name_the_option() {
         (&["--cache-control", "max-age=1\r\nX-Evil: 1"], "--cache-control: invalid value"),
         (&["--header", "X-A: a\u{1}b"], "--header: invalid header field"),
         (&["--health", "health"], "--health: takes a path"),
+        (&["--workers", "5000"], "--workers: at most 256"),
     ] {
         let out = run_cli(&[args, &[path_str(&root)]].concat());
         assert_eq!(out.code, Some(2), "{args:?}: stderr {:?}", out.stderr);

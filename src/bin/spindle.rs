@@ -34,7 +34,7 @@ Options:
       --fd N                  Serve the listening socket inherited as descriptor N; repeatable
                               (systemd socket activation, LISTEN_FDS, is picked up by itself)
       --workers N|auto        Event loops, one thread each, with a SO_REUSEPORT listener each
-                              [default: 1; auto: one per CPU]
+                              (at most 256) [default: 1; auto: one per CPU]
       --max-connections N     Most open connections, shared out among workers [default: 10000]
       --max-header-bytes N    Largest request head accepted [default: 8192]
       --header-timeout SECS   Time to send a whole request head [default: 10]
@@ -141,7 +141,10 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
                     workers = if value == "auto" {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     } else {
-                        positive(value.parse()?)?
+                        match positive(value.parse()?)? {
+                            n if n > MAX_WORKERS => return Err(format!("at most {MAX_WORKERS}").into()),
+                            n => n,
+                        }
                     };
                 }
                 "--access-log" => {
@@ -236,6 +239,10 @@ fn route_path(value: std::ffi::OsString) -> Result<String, lexopt::Error> {
     }
     Ok(path)
 }
+
+/// Most event loops: each takes a thread and a few descriptors, and far more
+/// loops than CPUs only contend for them.
+const MAX_WORKERS: usize = 256;
 
 fn positive(n: usize) -> Result<usize, lexopt::Error> {
     if n == 0 {
