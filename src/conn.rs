@@ -28,7 +28,7 @@ use crate::files;
 use crate::head::{self, HeadWriter, Persistence};
 use crate::parse::{self, BodyLength, HeadError, RequestHead};
 use crate::pool::Pool;
-use crate::request::{HeaderSpan, Headers, Method, Request, Version};
+use crate::request::{HeaderSpan, Headers, Method, Request, Rewrites, Version};
 use crate::response::{Body, Multipart, Response, Segment};
 use crate::router::Router;
 use crate::stats::Counters;
@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub draining: bool,
     /// Reused for percent-decoding request paths.
     pub decoded: Vec<u8>,
+    /// Paths middleware computed for the request being answered.
+    pub rewrites: Rewrites,
     /// Bytes of request bodies held now, against `Config::max_body_memory`.
     pub bodies_held: usize,
     /// When a body was last refused for want of that memory (logged once a second).
@@ -785,7 +787,7 @@ impl Conn {
             let target = x.rbuf.get(start..x.rpos as usize + head.target.1);
             let mut response = unroutable(head.method, target.unwrap_or_default());
             {
-                let req = build_request(x, split, &shared.decoded, decoded, self.peer);
+                let req = build_request(x, split, &shared.decoded, decoded, &shared.rewrites, self.peer);
                 shared.router.finish(&req, &mut response);
             }
             return self.write_response(x, &mut response, head_only, shared);
@@ -795,17 +797,18 @@ impl Conn {
         prepare_write_buffer(x, &shared.config);
         let (written, mut answered) = (x.wbuf.len(), false);
         let handled = catch_unwind(AssertUnwindSafe(|| {
-            let mut req = build_request(x, split, &shared.decoded, decoded, self.peer);
+            let mut req = build_request(x, split, &shared.decoded, decoded, &shared.rewrites, self.peer);
             let mut response = shared.router.respond(&mut req);
             answered = true;
             self.write_response(x, &mut response, head_only, shared);
         }));
+        shared.rewrites.clear();
         if handled.is_ok() {
             return;
         }
         let mut response = Response::status(Status::INTERNAL_SERVER_ERROR).with_close();
         {
-            let req = build_request(x, split, &shared.decoded, decoded, self.peer);
+            let req = build_request(x, split, &shared.decoded, decoded, &shared.rewrites, self.peer);
             if answered {
                 log::error!("{}: writing the response to {} {} panicked", self.peer, req.method_str(), req.target());
             } else {
@@ -842,7 +845,7 @@ impl Conn {
             response.set_header("Retry-After", "1");
         }
         {
-            let mut req = build_request(x, target_split(x), &[], false, self.peer);
+            let mut req = build_request(x, target_split(x), &[], false, &shared.rewrites, self.peer);
             if unparsed {
                 let (_, line) = parse::request_line(x.input());
                 req.raw_line = &line[..line.len().min(RAW_LINE_MAX)];
@@ -1401,12 +1404,13 @@ fn next_head_complete(x: &Exchange) -> bool {
 
 /// The handler's view of the current request. `split` is [`split_target`] of
 /// its target; `decoded` holds the decoded path when `decoded_ok`, otherwise the
-/// raw path is used.
+/// raw path is used; `rewrites` keeps the paths middleware computes.
 fn build_request<'a>(
     x: &'a Exchange,
     split: Option<(Span, Option<Span>)>,
     decoded: &'a [u8],
     decoded_ok: bool,
+    rewrites: &'a Rewrites,
     peer: SocketAddr,
 ) -> Request<'a> {
     let head = x.request.unwrap_or(RequestHead::UNPARSED);
@@ -1440,6 +1444,7 @@ fn build_request<'a>(
         params: None,
         mount_len: 0,
         raw_line: &[],
+        rewrites,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The request a handler sees: a view over the connection's buffers, valid for
 //! the duration of one handler call. Building one allocates nothing.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -259,6 +260,8 @@ pub struct Request<'a> {
     /// For a request refused before its head could be parsed, the start of its
     /// first line as received (for the access log); empty otherwise.
     pub(crate) raw_line: &'a [u8],
+    /// Where paths that middleware computes are kept.
+    pub(crate) rewrites: &'a Rewrites,
 }
 
 impl<'a> Request<'a> {
@@ -332,10 +335,40 @@ impl<'a> Request<'a> {
         self.params.as_ref().and_then(|p| p.get(name))
     }
 
-    /// Rewrites the path that routing sees (for middleware); `path` should start with `/`.
-    pub fn set_path(&mut self, path: &'a str) {
+    /// Rewrites the path that routing and handlers see (for middleware); `path`
+    /// should start with `/` and is taken as already percent-decoded. A computed
+    /// path (a `String`) is kept until the request has been answered.
+    pub fn set_path(&mut self, path: impl Into<Cow<'a, str>>) {
+        let path = match path.into() {
+            Cow::Borrowed(path) => path,
+            Cow::Owned(path) => self.rewrites.keep(path),
+        };
         self.path = path;
         self.path_bytes = path.as_bytes();
+    }
+}
+
+/// Paths computed by middleware for the request being answered: each stays where
+/// it is, borrowed as the request's own buffers are, until [`clear`](Self::clear).
+#[derive(Default)]
+pub(crate) struct Rewrites(elsa::FrozenVec<String>);
+
+impl Rewrites {
+    fn keep(&self, path: String) -> &str {
+        self.0.push_get(path)
+    }
+
+    /// Lets the paths go, once no request borrows them.
+    pub(crate) fn clear(&mut self) {
+        if !self.0.is_empty() {
+            self.0.as_mut().clear();
+        }
+    }
+}
+
+impl fmt::Debug for Rewrites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
     }
 }
 

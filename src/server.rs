@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Flow, Phase, Shared};
 use crate::date::DateCache;
 use crate::pool::Pool;
+use crate::request::Rewrites;
 use crate::router::Router;
 use crate::stats::{Stats, StatsHandle};
 use crate::timer::{duration_ms, once_a_second, Clock, Millis, TimerKind, Timers};
@@ -141,6 +142,7 @@ impl Server {
             clock: Clock::new(),
             draining: false,
             decoded: Vec::new(),
+            rewrites: Rewrites::default(),
             bodies_held: 0,
             bodies_refused_logged: None,
             file_errors_logged: None,

@@ -670,6 +670,39 @@ impl Middleware for Rewrite {
     }
 }
 
+/// Clean URLs: `/page` is served from `page.txt`, a path computed per request.
+struct CleanUrls;
+
+impl Middleware for CleanUrls {
+    fn on_request(&self, req: &mut Request<'_>) -> Option<Reply> {
+        let last = req.path().rsplit('/').next().unwrap_or_default();
+        if !last.is_empty() && !last.contains('.') {
+            req.set_path(format!("{}.txt", req.path()));
+        }
+        None
+    }
+}
+
+#[test]
+fn middleware_can_reroute_to_a_path_it_computes() {
+    let root = site();
+    let router = Router::new().fallback(StaticFiles::new(root.path()).unwrap()).wrap(CleanUrls);
+    let server = TestServer::with_router(router, Config::default());
+    let mut c = Client::new(server.addr);
+    for _ in 0..3 {
+        let r = c.get("/sub/page");
+        assert_eq!((r.status, r.text().as_str()), (200, "sub page\n"));
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        // Paths with an extension (and each request's own path) are left alone.
+        assert_eq!(c.get("/style.css").text(), "body { color: black }\n");
+        assert_eq!(c.get("/sub/missing").status, 404);
+    }
+    // Pipelined: each request is rewritten from its own path.
+    c.send("GET /sub/page HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.recv().text(), "sub page\n");
+    assert_eq!(c.recv().text(), "body { color: black }\n");
+}
+
 #[test]
 fn middleware_can_reroute_and_add_fields() {
     let router = Router::new()
