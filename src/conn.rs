@@ -975,6 +975,9 @@ impl Conn {
     /// One step of `Delay`: the answers to requests pipelined ahead of the delayed
     /// one go out meanwhile; once they have, the buffers go back until it is due.
     fn wait_delay(&mut self, x: &mut Exchange, shared: &mut Shared, budget: &mut usize, progressed: &mut bool) -> Flow {
+        if let Some(flow) = self.write_out(x, shared, budget, progressed) {
+            return flow;
+        }
         if (self.read_hup || self.peer_eof) && self.peer_closed() {
             // The client gave up before its answer was due (as a proxy's timeout
             // does): the connection goes now, not when the delay ends.
@@ -983,9 +986,6 @@ impl Conn {
             }
             self.keep_alive = false;
             return Flow::Close;
-        }
-        if let Some(flow) = self.write_out(x, shared, budget, progressed) {
-            return flow;
         }
         if self.link.armed().0 == TimerKind::Send {
             // Nothing stalls any more: the send deadline set meanwhile goes.

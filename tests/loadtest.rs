@@ -153,6 +153,15 @@ fn a_client_that_gives_up_during_a_delay_is_let_go_at_once_and_logged_499() {
         std::io::Write::write_all(&mut c, format!("GET /delay/60000?gone{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
             .unwrap();
     }
+    // One sends its requests and closes its side: what was due is sent, the rest not waited for.
+    let mut half = connect(addr);
+    let pipelined =
+        "GET /plaintext?before HTTP/1.1\r\nHost: t\r\n\r\nGET /delay/60000?half HTTP/1.1\r\nHost: t\r\n\r\n";
+    std::io::Write::write_all(&mut half, pipelined.as_bytes()).unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let (answered, end) = read_until_end(&mut half);
+    assert_eq!(end, End::Eof);
+    assert!(String::from_utf8_lossy(&answered).ends_with("Hello, World!"), "{}", String::from_utf8_lossy(&answered));
     // One waits on, beside them, and is answered.
     let mut stays = Client::new(addr);
     stays.send("GET /delay/2000?stays HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -161,8 +170,10 @@ fn a_client_that_gives_up_during_a_delay_is_let_go_at_once_and_logged_499() {
     let sending = || get(addr, "/st").text().contains(r#""sending":1,"#);
     assert!(wait_for(Duration::from_secs(5), sending), "{}", get(addr, "/st").text());
     assert_eq!(stays.recv().text(), "delayed\n");
-    let gone = |log: &str| log.lines().filter(|l| l.contains("?gone") && l.ends_with("\" 499 -")).count();
-    assert!(wait_for(Duration::from_secs(5), || gone(&p.stdout()) == 20), "{}", p.stdout());
+    let gone = |log: &str| {
+        log.lines().filter(|l| l.contains("?gone") || l.contains("?half")).filter(|l| l.ends_with("\" 499 -")).count()
+    };
+    assert!(wait_for(Duration::from_secs(5), || gone(&p.stdout()) == 21), "{}", p.stdout());
     let answered = |log: &str| log.lines().any(|l| l.contains("?stays") && l.ends_with(" 200 8"));
     assert!(wait_for(Duration::from_secs(5), || answered(&p.stdout())), "{}", p.stdout());
 }
