@@ -638,18 +638,21 @@ fn grace_period_bounds_shutdown_with_a_client_that_stops_reading() {
 }
 
 #[test]
-fn sigint_exits_zero_promptly_when_idle() {
-    let root = site();
-    let mut p = Spawned::start(&["--listen", "127.0.0.1:0", path_str(&root)], 1);
-    let mut idle = idle_connection(p.addr(), "/index.html");
-    p.signal(libc::SIGINT);
-    let signalled = Instant::now();
-    assert_eq!(p.wait_exit(ms(5000)), Some(0), "stderr:\n{}", p.stderr());
-    // The default grace period is 10 s: an idle keep-alive connection must not use it.
-    assert!(signalled.elapsed() < ms(1500), "exit took {:?} after SIGINT", signalled.elapsed());
-    let (_, end) = wait_closed(&mut idle, ms(1000));
-    assert_ne!(end, End::Timeout);
-    assert!(p.stderr().contains("SIGINT"), "{}", p.stderr());
+fn sigint_and_sigquit_exit_zero_promptly_when_idle() {
+    // SIGQUIT is nginx's graceful stop; its default action would dump core.
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGQUIT, "SIGQUIT")] {
+        let root = site();
+        let mut p = Spawned::start(&["--listen", "127.0.0.1:0", path_str(&root)], 1);
+        let mut idle = idle_connection(p.addr(), "/index.html");
+        p.signal(signal);
+        let signalled = Instant::now();
+        assert_eq!(p.wait_exit(ms(5000)), Some(0), "{name}: stderr:\n{}", p.stderr());
+        // The default grace period is 10 s: an idle keep-alive connection must not use it.
+        assert!(signalled.elapsed() < ms(1500), "exit took {:?} after {name}", signalled.elapsed());
+        let (_, end) = wait_closed(&mut idle, ms(1000));
+        assert_ne!(end, End::Timeout);
+        assert!(p.stderr().contains(name), "{}", p.stderr());
+    }
 }
 
 // ---- file descriptors ---------------------------------------------------------------------

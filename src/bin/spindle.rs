@@ -1,4 +1,4 @@
-//! `spindle [OPTIONS] [ROOT]`: serve ROOT over HTTP/1.1 until SIGINT or SIGTERM.
+//! `spindle [OPTIONS] [ROOT]`: serve ROOT over HTTP/1.1 until SIGINT, SIGTERM or SIGQUIT.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::RawFd;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Interest, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use spindle::{
     listen, AccessLog, Config, Control, ErrorPages, EventLoop, HeaderValue, LogFile, LogFormat, Request, Response,
@@ -65,9 +65,9 @@ Options:
   -V, --version               Print version
 
 Durations are seconds (\"2.5\") or carry a unit (\"500ms\", \"10s\").
-Signals: SIGINT/SIGTERM finish in-flight responses (for --grace-period), then exit; a second one
-exits at once. SIGHUP or SIGUSR1 (as for nginx) reopens the access-log file (after logrotate
-moved it); SIGUSR2 is ignored.
+Signals: SIGINT, SIGTERM or SIGQUIT finish in-flight responses (for --grace-period), then exit;
+a second one exits at once. SIGHUP or SIGUSR1 (as for nginx) reopens the access-log file (after
+logrotate moved it); SIGUSR2 is ignored.
 Diagnostics go to stderr; set RUST_LOG (default \"info\").
 Exit status: 0 after a shutdown, 1 when serving fails (the reason is on stderr), 2 for bad usage.
 ";
@@ -418,7 +418,7 @@ fn serve(args: Args) -> Result<(), String> {
             .map_err(|e| format!("starting a worker: {e}"))?;
         others.push((thread, waker));
     }
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])
         .map_err(|e| format!("installing signal handlers: {e}"))?;
     // Returns whether a shutdown was asked for.
     let on_signals = |signals: &mut Signals| {
@@ -440,7 +440,11 @@ fn serve(args: Args) -> Result<(), String> {
                 log::info!("SIGUSR2 received: ignored");
                 continue;
             }
-            let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGQUIT => "SIGQUIT",
+                _ => "SIGTERM",
+            };
             if shutdowns.fetch_add(1, Ordering::AcqRel) == 0 {
                 log::info!("{name} received: finishing in-flight responses, then exiting");
             } else {
