@@ -1487,7 +1487,13 @@ pub(crate) fn split_target(target: &[u8]) -> Option<(Span, Option<Span>)> {
                 return None;
             }
             let authority = scheme_end + 3;
-            match target[authority..].iter().position(|&b| b == b'/' || b == b'?' || b == b'#') {
+            let end = target[authority..].iter().position(|&b| b == b'/' || b == b'?' || b == b'#');
+            // An empty host is invalid (RFC 9110 §4.2.1), and userinfo an error (§4.2.4).
+            let host = &target[authority..end.map_or(target.len(), |i| authority + i)];
+            if host.is_empty() || host.starts_with(b":") || host.contains(&b'@') {
+                return None;
+            }
+            match end {
                 Some(i) if target[authority + i] == b'/' => authority + i,
                 // No path: the path is "/", whatever follows is query or fragment.
                 Some(i) => return Some((ROOT_PATH, query_of(target, authority + i))),

@@ -655,6 +655,13 @@ fn absolute_form_target_is_served_by_its_path() {
     let r = c.exchange("GET http://example.com HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
     assert_serves(&r, "/");
     c.expect_eof();
+    // No host, or userinfo: invalid (RFC 9110 §4.2.1, §4.2.4).
+    for target in
+        ["http:///style.css", "http://:80/style.css", "http://", "http://user@example.com/style.css", "http://u:p@x?q"]
+    {
+        let r = request(server.addr, format!("GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "{target}");
+    }
 }
 
 #[test]
