@@ -416,6 +416,20 @@ fn if_none_match() {
         assert!(ok.header(name).is_some(), "200 without {name}: {}", summary(&ok));
         assert_eq!(r.header(name), ok.header(name), "{name} of the 304 vs the 200");
     }
+    // Nothing about the representation beyond what updates a cached copy
+    // (RFC 9110 §15.4.5), for the identity and the precompressed variant alike.
+    let gz = get(addr, "/style.css", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    for _ in 0..2 {
+        // (Answered as the file is opened, then from the cache.)
+        for (accept, tag) in [("identity", &tag), ("gzip", &etag(&gz))] {
+            let r = get_and_head(addr, "/style.css", &[("If-None-Match", tag), ("Accept-Encoding", accept)], 304);
+            for name in ["content-encoding", "accept-ranges", "content-type"] {
+                assert_eq!(r.header(name), None, "{name} on the 304 for {accept}: {}", summary(&r));
+            }
+            assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{accept}");
+        }
+    }
 
     for matching in [
         format!("\"a\", {tag}"),

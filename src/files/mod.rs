@@ -562,7 +562,8 @@ impl StaticFiles {
     }
 
     /// The headers every file response (200, 206, 304) carries: `Vary:
-    /// Accept-Encoding` when the file has a precompressed sibling (`vary`) or is one.
+    /// Accept-Encoding` when the file has a precompressed sibling (`vary`) or is one;
+    /// `Content-Encoding` or `Accept-Ranges` too, except on a 304.
     /// `response` is fresh: the fields are appended, not looked for first.
     fn file_headers(&self, response: &mut Response, v: &Validators, coding: Option<Coding>, vary: bool) {
         response.append_header(known::ETAG, v.etag.clone());
@@ -574,6 +575,10 @@ impl StaticFiles {
         }
         if vary || coding.is_some() {
             response.append_header(known::VARY, known::ACCEPT_ENCODING);
+        }
+        if response.status_code() == Status::NOT_MODIFIED {
+            // Only what updates a cached copy (RFC 9110 §15.4.5): not the coding or ranges.
+            return;
         }
         match coding {
             Some(c) => response.append_header(known::CONTENT_ENCODING, c.token()),
