@@ -158,6 +158,15 @@ impl<'a> Headers<'a> {
         self.get_all(name).next()
     }
 
+    /// The value of the field called `name` (any case) when it is sent once: a
+    /// field defined as a single value and sent on two lines has an invalid
+    /// (combined) value, to be ignored.
+    pub(crate) fn get_single(&self, name: &str) -> Option<&'a [u8]> {
+        let mut all = self.get_all(name);
+        let first = all.next()?;
+        all.next().is_none().then_some(first)
+    }
+
     /// The value of the first field called `name` (any case), if it is UTF-8.
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())

@@ -229,7 +229,7 @@ impl StaticFiles {
     fn serve(&self, req: &Request<'_>, found: OpenFile, path: &mut Vec<u8>, cacheable: bool) -> Response {
         let mime = HeaderValue::mime(found.mime, found.text);
         let headers = req.headers();
-        let range = headers.get_bytes("range");
+        let range = headers.get_single("range");
         let siblings = self.precompressed.then(|| self.siblings(path));
         let mut sibling = None;
         if let (Some(siblings), None) = (siblings, range) {
@@ -338,7 +338,7 @@ impl StaticFiles {
         if !self.root.borrow().can_cache() {
             return None;
         }
-        let range = headers.get_bytes("range");
+        let range = headers.get_single("range");
         let Ok(trailing_slash) = resolve::normalize(path, &mut key) else {
             key.clear();
             return None;
