@@ -94,6 +94,16 @@ impl BodyDecoder {
         matches!(self, BodyDecoder::Done | BodyDecoder::Fixed(0))
     }
 
+    /// Bytes of the chunk being read that have not been decoded yet (0 between
+    /// chunks, and for a body of fixed length): the body is at least this much
+    /// longer than what has been decoded.
+    pub(crate) fn chunk_pending(&self) -> u64 {
+        match self {
+            BodyDecoder::Chunked(c) if c.state == State::Data => c.size,
+            _ => 0,
+        }
+    }
+
     /// Consumes a prefix of `input`; data bytes are reported one contiguous run at a
     /// time, so call again with the rest until it consumes nothing or is done.
     pub(crate) fn decode(&mut self, input: &[u8]) -> Result<Step, BodyError> {

@@ -678,7 +678,9 @@ impl Conn {
                 }
             };
             let data = &input[step.data.0..step.data.1];
-            if x.body.len() + data.len() > max_body(&shared.config) {
+            // A chunk declared larger than what is left is refused at its size line.
+            let at_least = (x.body.len() + data.len()) as u64 + decoder.chunk_pending();
+            if at_least > max_body(&shared.config) as u64 {
                 log::debug!("{}: chunked request body is too large", self.peer);
                 self.refuse(x, Status::CONTENT_TOO_LARGE, shared);
                 return None;

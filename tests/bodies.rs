@@ -536,6 +536,18 @@ fn content_length_at_the_limit_is_read_and_one_over_is_refused_before_the_body()
     // 19 digits still parse (and are far too large), whatever the route.
     expect_413_before_body(srv.addr(), b"PUT /len HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999999999999999\r\n\r\n");
     expect_413_before_body(srv.addr(), b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    // A chunk declared too large is refused at its size line, not once its bytes came:
+    // 1001 bytes, the largest size, and a chunk that fits followed by one that does not.
+    let chunk_512 = format!("200\r\n{}\r\n", "x".repeat(0x200));
+    for chunks in [
+        "3e9\r\n".to_string(),
+        "ffffffffffffffff\r\n".into(),
+        format!("{chunk_512}1ff\r\n"),
+        format!("{chunk_512}1ff\r\nxy"),
+    ] {
+        let head = format!("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}");
+        expect_413_before_body(srv.addr(), head.as_bytes());
+    }
 
     // Refused with the body (and a request) following: neither is ever answered.
     let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n".to_vec();
