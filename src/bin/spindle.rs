@@ -45,7 +45,8 @@ Options:
                               body) [default: 1M]
       --max-body-memory BYTES Most request-body bytes held at once per worker; beyond → 503
                               [default: 64M]
-      --body-timeout SECS     Window in which a request body must make progress [default: 10]
+      --body-timeout SECS     Window in which a request body must bring at least 1 KiB/s
+                              (else 408) [default: 10]
       --access-log PATH       Access-log file, '-' for stdout, or off; reopened on SIGHUP [default: -]
       --log-format FORMAT     Access-log format: common or combined [default: common]
       --header 'NAME: VALUE'  Add a header field to every response; repeatable
