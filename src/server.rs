@@ -20,7 +20,7 @@ use crate::pool::Pool;
 use crate::request::Rewrites;
 use crate::router::Router;
 use crate::stats::{Stats, StatsHandle};
-use crate::timer::{duration_ms, once_a_second, Clock, Millis, TimerKind, Timers};
+use crate::timer::{duration_ms, once_a_second, Clock, Linked, Millis, TimerKind, Timers};
 
 /// Tokens reserved for listeners, from the first token on.
 const LISTENER_TOKENS: usize = 64;
@@ -36,6 +36,14 @@ const KEY_BITS: u32 = 20;
 const GEN_BITS: u32 = 8;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF_MS: Millis = 100;
+/// How long a connection may go without sending a byte of its request before,
+/// at the connection or descriptor limit, it gives way to a newcomer: a client's
+/// request arrives at once, one that has sent nothing this long holds a place
+/// it is not using.
+const SILENT_MS: Millis = 1000;
+/// How many of the connections waiting longest for a request head are looked at
+/// for a silent one.
+const SILENT_LOOKED_AT: usize = 64;
 /// The answer to a client accepted only to be refused (no room at the connection
 /// limit, or no file descriptor).
 const REFUSAL: &[u8] =
@@ -504,7 +512,7 @@ impl Server {
                 Ok((stream, peer)) => {
                     if self.conns.len() >= self.shared.config.max_connections {
                         let why = format_args!("connection limit reached: closing the oldest idle connection");
-                        if !self.evict_oldest_idle(Pressure::TableEvict, why) {
+                        if !self.evict_oldest_idle(Pressure::TableEvict, why) && !self.evict_silent() {
                             self.pressure(
                                 Pressure::TableFull,
                                 format_args!("connection limit reached, none idle: refusing new connections (503)"),
@@ -561,12 +569,35 @@ impl Server {
         true
     }
 
+    /// Closes the connection that has waited longest for a request without
+    /// sending a byte of it, if that is `SILENT_MS` or more; false when there is
+    /// none. At a limit, clients that connect and send nothing then keep others
+    /// out for a second, not for the whole header timeout. (Those that have sent
+    /// part of a request are kept: they may be slow, not idle.)
+    fn evict_silent(&mut self) -> bool {
+        let header_ms = duration_ms(self.shared.config.header_timeout);
+        let waited = |c: &Conn| self.shared.now.saturating_sub(c.link().armed().1.saturating_sub(header_ms));
+        let silent = self
+            .timers
+            .in_order(&self.conns, TimerKind::Header)
+            .take(SILENT_LOOKED_AT)
+            .take_while(|(_, c)| waited(c) >= SILENT_MS)
+            .find(|(_, c)| c.is_idle())
+            .map(|(key, _)| key);
+        let Some(key) = silent else { return false };
+        let why = format_args!("at a limit: closing the connection that has sent nothing longest");
+        self.pressure(Pressure::SilentEvict, why);
+        self.shared.counters.evicted();
+        self.close(key);
+        true
+    }
+
     /// Out of file descriptors while a client may be waiting on listener `index`:
     /// makes room by closing the oldest idle keep-alive connection, or else accepts
     /// the client on the reserve descriptor and refuses it with a 503.
     fn out_of_descriptors(&mut self, index: usize) -> Room {
         let why = format_args!("out of file descriptors: closing the oldest idle connection");
-        if self.evict_oldest_idle(Pressure::FdEvict, why) {
+        if self.evict_oldest_idle(Pressure::FdEvict, why) || self.evict_silent() {
             return Room::Made;
         }
         let Some(reserve) = self.reserve_fd.take() else { return Room::None };
@@ -649,8 +680,9 @@ enum Pressure {
     AcceptPaused,
     FdEvict,
     FdRefuse,
+    SilentEvict,
 }
-const PRESSURE_KINDS: usize = 5;
+const PRESSURE_KINDS: usize = 6;
 
 /// What running out of file descriptors left room for.
 enum Room {

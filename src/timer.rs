@@ -212,6 +212,21 @@ impl Timers {
         (head != NIL).then_some(head as usize)
     }
 
+    /// The connections in `kind`'s list, the longest there first.
+    pub(crate) fn in_order<'s, T: Linked>(
+        &self,
+        slab: &'s Slab<T>,
+        kind: TimerKind,
+    ) -> impl Iterator<Item = (usize, &'s T)> + 's {
+        let mut next = self.lists.get(kind as usize).map_or(NIL, |l| l.head);
+        std::iter::from_fn(move || {
+            let key = next;
+            let entry = slab.get(key as usize).filter(|_| key != NIL)?;
+            next = entry.link().next;
+            Some((key as usize, entry))
+        })
+    }
+
     /// The kinds that have lists, in the order expiries are handled.
     pub(crate) const ALL: [TimerKind; KINDS] =
         [TimerKind::Header, TimerKind::Idle, TimerKind::Send, TimerKind::Linger, TimerKind::Body];

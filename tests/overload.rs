@@ -619,6 +619,59 @@ fn full_table_of_idle_connections_makes_room_oldest_first_for_many_more_clients(
     assert_eq!(get(addr, "/index.html").status, 200);
 }
 
+#[test]
+fn at_the_limit_connections_that_send_nothing_give_way_and_slow_requests_are_kept() {
+    let _serial = serial();
+    const TABLE: usize = 20;
+    let root = site();
+    let table = TABLE.to_string();
+    let p = Spawned::start(
+        &["--listen", "127.0.0.1:0", "--max-connections", &table, "--header-timeout", "30", path_str(&root)],
+        1,
+    );
+    let addr = p.addr();
+    let pid = p.child.id();
+    let baseline = settled_baseline(&p);
+    // The oldest connections have sent part of a request; the rest of the table and
+    // more send nothing at all (and are handed over when TCP_DEFER_ACCEPT gives up).
+    let mut busy: Vec<_> = (0..4).map(|_| busy_connection(addr)).collect();
+    let _silent: Vec<_> = (0..TABLE + 10).map(|_| connect(addr)).collect();
+    assert!(
+        wait_for(Duration::from_secs(10), || fd_count(pid) >= baseline + TABLE),
+        "table not full: {} fds, baseline {baseline}",
+        fd_count(pid)
+    );
+    // A newcomer is answered once a silent connection has held its place for a
+    // second, not refused until the 30 s header timeout; then each one at once.
+    let (first, _) = wait_until_answered(addr);
+    assert!(matches!(first, Probe::Answered(200)), "newcomer at a table of silent connections: {first}");
+    for k in 0..10 {
+        let (outcome, took) = probe(addr, "/style.css", PROMPT);
+        assert!(matches!(outcome, Probe::Answered(200)), "newcomer {k}: {outcome} after {took:?}");
+    }
+    // The slow requests were passed over, and are answered when they end.
+    for (i, c) in busy.iter_mut().enumerate() {
+        c.get_mut().write_all(b"\r\n").unwrap();
+        c.get_mut().set_read_timeout(Some(PROMPT)).unwrap();
+        let r = read_response(c, false);
+        assert_eq!((r.status, r.text().as_str()), (200, INDEX_BODY), "slow request {i}");
+    }
+    let warned = assert_pressure_rate_limited(&p.stderr(), "closing the connection that has sent nothing longest");
+    assert!(warned >= 1, "{}", p.stderr());
+}
+
+/// Probes until a probe is answered or five seconds have passed: the last outcome.
+fn wait_until_answered(addr: SocketAddr) -> (Probe, Duration) {
+    let start = Instant::now();
+    loop {
+        let (outcome, took) = probe(addr, "/style.css", PROMPT);
+        if matches!(outcome, Probe::Answered(200)) || start.elapsed() > Duration::from_secs(5) {
+            return (outcome, took);
+        }
+        thread::sleep(ms(50));
+    }
+}
+
 /// Whether the server has closed `c` (EOF or reset) by now, without waiting.
 fn is_closed_now(c: &BufReader<TcpStream>) -> bool {
     let s = c.get_ref();
