@@ -104,7 +104,7 @@ pub(crate) fn write_field(buf: &mut Vec<u8>, name: &HeaderName, value: &HeaderVa
 }
 
 /// Response header fields the connection writes itself.
-fn is_managed(name: &str) -> bool {
+pub(crate) fn is_managed(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|m| name.eq_ignore_ascii_case(m))
 }
 

@@ -61,6 +61,13 @@ impl SetHeaders {
         (is_token(name) && !has_control(value)).then(|| (name.to_string(), value.to_string()))
     }
 
+    /// Whether `name` is a field the server writes itself on every response
+    /// (`Server`, `Date`, `Content-Length`, `Transfer-Encoding`, `Connection`),
+    /// which a middleware's fields never replace.
+    pub fn is_reserved(name: &str) -> bool {
+        crate::head::is_managed(name)
+    }
+
     /// Whether no fields are configured.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()

@@ -726,6 +726,8 @@ fn cli_usage_errors_name_the_option() {
         (&["--header", "X-A: a\u{1}b"], "--header: invalid header field"),
         (&["--health", "health"], "--health: takes a path"),
         (&["--workers", "5000"], "--workers: at most 256"),
+        (&["--header", "server: hidden"], "--header: server is written by the server itself"),
+        (&["--header", "Content-Length: 1"], "--header: Content-Length is written by the server itself"),
     ] {
         let out = run_cli(&[args, &[path_str(&root)]].concat());
         assert_eq!(out.code, Some(2), "{args:?}: stderr {:?}", out.stderr);

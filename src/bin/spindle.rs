@@ -49,7 +49,8 @@ Options:
                               (else 408) [default: 10]
       --access-log PATH       Access-log file, '-' for stdout, or off; reopened on SIGHUP [default: -]
       --log-format FORMAT     Access-log format: common or combined [default: common]
-      --header 'NAME: VALUE'  Add a header field to every response; repeatable
+      --header 'NAME: VALUE'  Add a header field to every response that lacks one of that name
+                              (not Server, Date, Content-Length, Connection); repeatable
       --health PATH           Answer GET PATH with a small JSON status [default: off]
       --status PATH           Answer GET PATH with the server's counters: JSON, or Prometheus text
                               for ?format=prometheus or Accept: text/plain [default: off]
@@ -167,6 +168,9 @@ fn parse_args() -> Result<Option<Args>, lexopt::Error> {
                         )
                         .into());
                     };
+                    if SetHeaders::is_reserved(&name) {
+                        return Err(format!("{name} is written by the server itself").into());
+                    }
                     headers = std::mem::take(&mut headers).header(&name, &value);
                 }
                 "--health" => health = Some(route_path(parser.value()?)?),
