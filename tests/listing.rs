@@ -941,9 +941,12 @@ fn dotfiles_and_dot_directories_are_hidden_and_forbidden() {
             assert!(!e.name.starts_with('.'), "{} listed in JSON for {dir}", e.name);
         }
     }
+    // A name with a backslash cannot be asked for (it is refused in paths): not listed.
+    tree.write("d/back\\slash.txt", SECRET);
     let (_, entries) = listing(server.addr, "/d/");
     assert_eq!(names(&entries), ["visible.txt"]);
     for target in [
+        "/d/back%5Cslash.txt",
         "/d/.env",
         "/d/.hidden.txt",
         "/d/.git/config",

@@ -1,7 +1,8 @@
 //! Directory listings: HTML for people, JSON for scripts.
 //!
 //! Entries are sorted directories first, then by name (or by size or
-//! modification time on request); dotfiles are left out; names are
+//! modification time on request); dotfiles (and names that cannot be asked
+//! for, with a backslash) are left out; names are
 //! percent-encoded in links and escaped in text, so any file name is harmless.
 
 use std::fmt::Write as _;
@@ -86,7 +87,9 @@ pub(crate) fn read(dir: &File, options: Options, mut serves: impl FnMut(&[u8]) -
     for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.as_bytes().first() == Some(&b'.') {
+        // Dotfiles, and names with a backslash, which no request may name (it is
+        // refused in paths, as a separator elsewhere): not offered, since refused.
+        if name.as_bytes().first() == Some(&b'.') || name.as_bytes().contains(&b'\\') {
             continue;
         }
         // Stat relative to the directory (no path walk); follow only symlinks, to
