@@ -102,6 +102,20 @@ pub(crate) fn evaluate(headers: &Headers<'_>, v: &Validators) -> Precondition {
     Precondition::Proceed
 }
 
+/// Evaluates the preconditions of a GET/HEAD for a representation that has no
+/// validators (a listing): only `*` matches it (RFC 9110 §13.1.1, §13.1.2), and
+/// the date conditions, with no date to compare, do not apply.
+pub(crate) fn evaluate_unvalidated(headers: &Headers<'_>) -> Precondition {
+    let star = |list: &[u8]| list_items(list).any(|tag| tag == b"*");
+    if headers.get_lines("if-match").is_some_and(|mut lists| !lists.any(star)) {
+        return Precondition::Failed;
+    }
+    if headers.get_lines("if-none-match").is_some_and(|mut lists| lists.any(star)) {
+        return Precondition::NotModified;
+    }
+    Precondition::Proceed
+}
+
 /// Whether a `Range` may be honoured given `If-Range` (RFC 9110 §13.1.5): absent,
 /// or a strong ETag equal to ours, or a date equal to our `Last-Modified`.
 pub(crate) fn if_range_allows(headers: &Headers<'_>, v: &Validators) -> bool {

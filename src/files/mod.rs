@@ -591,6 +591,13 @@ impl StaticFiles {
         if !self.listing {
             return self.error(Status::FORBIDDEN, scratch);
         }
+        match conditional::evaluate_unvalidated(&req.headers()) {
+            Precondition::Failed => return Response::status(Status::PRECONDITION_FAILED),
+            Precondition::NotModified => {
+                return Response::new(Status::NOT_MODIFIED).with_header(known::VARY, known::ACCEPT)
+            }
+            Precondition::Proceed => {}
+        }
         let mut options = listing::Options::from_query(req.query());
         options.json |= req.headers().get_bytes("accept").is_some_and(listing::prefers_json);
         let respond = |body: Body| {
