@@ -155,11 +155,7 @@ fn matches_any(list: &[u8], etag: &str, strong: bool) -> bool {
 /// The date in field `name`; `None` when it is absent, not a date, or sent more
 /// than once (a list of dates, which RFC 9110 §13.1.3 and §13.1.4 say to ignore).
 fn header_date(headers: &Headers<'_>, name: &str) -> Option<u64> {
-    let mut lines = headers.get_all(name);
-    let value = std::str::from_utf8(lines.next()?).ok()?;
-    if lines.next().is_some() {
-        return None;
-    }
+    let value = std::str::from_utf8(headers.get_single(name)?).ok()?;
     httpdate::parse_http_date(value.trim()).ok().map(secs)
 }
 
