@@ -787,7 +787,7 @@ impl Conn {
         let head_only = head.method == Method::Head;
         if head.method == Method::Other || !decoded {
             let target = x.rbuf.get(start..x.rpos as usize + head.target.1);
-            let mut response = unroutable(head.method, target.unwrap_or_default());
+            let mut response = unroutable(head.method, target.unwrap_or_default(), &shared.router);
             {
                 let req = build_request(x, split, &shared.decoded, decoded, &shared.rewrites, self.peer);
                 shared.router.finish(&req, &mut response);
@@ -1452,11 +1452,12 @@ fn build_request<'a>(
 
 /// The answer to a request no handler can take: its method is unknown, or its
 /// target has no path (or one that does not decode).
-fn unroutable(method: Method, target: &[u8]) -> Response {
+fn unroutable(method: Method, target: &[u8], router: &Router) -> Response {
     match method {
         Method::Other => Response::status(Status::NOT_IMPLEMENTED),
-        // Asterisk-form asks about the server as a whole (RFC 9110 §9.3.7): it is here.
-        Method::Options if target == b"*" => Response::new(Status::OK),
+        // Asterisk-form asks about the server as a whole (RFC 9110 §9.3.7): it is
+        // here, and takes these methods.
+        Method::Options if target == b"*" => Response::new(Status::OK).with_header("Allow", router.server_allow()),
         // Authority-form asks for a tunnel, which this server does not make.
         Method::Connect => Response::status(Status::NOT_IMPLEMENTED),
         _ => Response::status(Status::BAD_REQUEST),

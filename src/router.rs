@@ -249,6 +249,22 @@ impl Router {
     }
 }
 
+impl Router {
+    /// `Allow` for `OPTIONS *`, which asks about the server as a whole: the
+    /// methods some route takes (`GET` with `HEAD`), `GET` and `HEAD` when
+    /// anything is mounted, and `OPTIONS`.
+    pub(crate) fn server_allow(&self) -> String {
+        let mut bits = Method::Options.bit();
+        for route in &self.routes {
+            bits |= route.method.bit();
+        }
+        if bits & Method::Get.bit() != 0 || !self.mounts.is_empty() {
+            bits |= Method::Get.bit() | Method::Head.bit();
+        }
+        allow_value(bits)
+    }
+}
+
 /// `GET, HEAD, ...` for a set of method bits.
 pub(crate) fn allow_value(bits: u16) -> String {
     let mut out = String::new();

@@ -972,6 +972,7 @@ fn asterisk_and_authority_form_targets() {
     // OPTIONS * asks about the server as a whole (RFC 9112 §3.2.4, RFC 9110 §9.3.7).
     let r = c.exchange("OPTIONS * HTTP/1.1\r\nHost: test\r\n\r\n");
     assert_eq!((r.status, r.header("content-length"), r.body.len()), (200, Some("0"), 0), "{r:?}");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"), "{r:?}");
     assert_ne!(connection(&r).as_deref(), Some("close"), "{r:?}");
     assert_serves(&c.exchange(get_close("/style.css")), "/style.css");
     c.expect_eof();

@@ -205,6 +205,9 @@ fn other_methods_on_a_routed_path_get_405_with_allow() {
     let r = c.exchange_head(req("HEAD", "/only-post"));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
+    // OPTIONS * names the methods some route or mount takes.
+    let r = c.exchange(req("OPTIONS", "*"));
+    assert_eq!((r.status, r.header("allow")), (200, Some("GET, HEAD, POST, OPTIONS")), "{r:?}");
     // Sanity: the routes themselves and the fallback still answer.
     assert_eq!(c.exchange("POST /thing HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n").text(), "posted");
     assert_eq!(c.get("/elsewhere").text(), "fallback /elsewhere");
@@ -1257,4 +1260,13 @@ fn a_connection_handed_over_after_the_grace_period_is_refused() {
     let e = server.accept_stream(poll.registry(), stream).expect_err("served after shutting down");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(server.stats().accepted, 0);
+}
+
+#[test]
+fn options_asterisk_lists_only_what_the_routes_take() {
+    // No mount, one POST route: the server as a whole takes POST and OPTIONS.
+    let router = Router::new().post("/in", text("posted"));
+    let server = TestServer::with_router(router, Config::default());
+    let r = Client::new(server.addr).exchange(req("OPTIONS", "*"));
+    assert_eq!((r.status, r.header("allow")), (200, Some("POST, OPTIONS")), "{r:?}");
 }
