@@ -44,7 +44,19 @@ enum State {
     Size,
     /// Whitespace after the size: an extension (`;`) or the line's end must follow.
     SizeWs,
-    Ext,
+    /// After an extension's `;`: whitespace, then its name.
+    ExtBeforeName,
+    ExtName,
+    /// Whitespace after a name: `=`, the next `;` or the line's end must follow.
+    ExtAfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ExtBeforeValue,
+    ExtValue,
+    ExtQuoted,
+    /// After a backslash in a quoted value.
+    ExtQuotedPair,
+    /// Whitespace after a value: the next `;` or the line's end must follow.
+    ExtAfterValue,
     SizeLf,
     Data,
     DataCr,
@@ -128,6 +140,34 @@ impl BodyDecoder {
     }
 }
 
+/// The extension state after byte `b`, or `None` if `b` breaks the grammar
+/// (RFC 9112 §7.1.1): `*( BWS ";" BWS name [ BWS "=" BWS value ] )`, a name
+/// being a token and a value a token or a quoted string. A CR ends the line
+/// wherever a name or value may end.
+fn ext_step(state: State, b: u8) -> Option<State> {
+    let ws = b == b' ' || b == b'\t';
+    let token = crate::response::is_token_byte(b);
+    Some(match state {
+        State::ExtBeforeName if ws => State::ExtBeforeName,
+        State::ExtBeforeName | State::ExtName if token => State::ExtName,
+        State::ExtName | State::ExtAfterName if ws => State::ExtAfterName,
+        State::ExtName | State::ExtAfterName if b == b'=' => State::ExtBeforeValue,
+        State::ExtBeforeValue if ws => State::ExtBeforeValue,
+        State::ExtBeforeValue if b == b'"' => State::ExtQuoted,
+        State::ExtBeforeValue | State::ExtValue if token => State::ExtValue,
+        State::ExtValue | State::ExtAfterValue if ws => State::ExtAfterValue,
+        // qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text.
+        State::ExtQuoted if b == b'"' => State::ExtAfterValue,
+        State::ExtQuoted if b == b'\\' => State::ExtQuotedPair,
+        State::ExtQuoted | State::ExtQuotedPair if ws || (0x21..=0x7e).contains(&b) || b >= 0x80 => State::ExtQuoted,
+        State::ExtName | State::ExtAfterName | State::ExtValue | State::ExtAfterValue if b == b';' => {
+            State::ExtBeforeName
+        }
+        State::ExtName | State::ExtAfterName | State::ExtValue | State::ExtAfterValue if b == b'\r' => State::SizeLf,
+        _ => return None,
+    })
+}
+
 impl Chunked {
     /// Counts one byte of a chunk's extension (or the whitespace before it)
     /// against the limits.
@@ -168,7 +208,7 @@ impl Chunked {
                         b'\r' => self.state = State::SizeLf,
                         b';' | b' ' | b'\t' => {
                             self.ext_len = 0;
-                            self.state = if b == b';' { State::Ext } else { State::SizeWs };
+                            self.state = if b == b';' { State::ExtBeforeName } else { State::SizeWs };
                         }
                         _ => return Err(BodyError("invalid chunk size")),
                     },
@@ -178,17 +218,25 @@ impl Chunked {
                     b'\r' => self.state = State::SizeLf,
                     b' ' | b'\t' | b';' => {
                         if b == b';' {
-                            self.state = State::Ext;
+                            self.state = State::ExtBeforeName;
                         }
                         self.count_ext()?;
                     }
                     _ => return Err(BodyError("invalid chunk size")),
                 },
-                State::Ext => match b {
-                    b'\r' => self.state = State::SizeLf,
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => self.count_ext()?,
-                    _ => return Err(BodyError("invalid chunk extension")),
-                },
+                State::ExtBeforeName
+                | State::ExtName
+                | State::ExtAfterName
+                | State::ExtBeforeValue
+                | State::ExtValue
+                | State::ExtQuoted
+                | State::ExtQuotedPair
+                | State::ExtAfterValue => {
+                    self.state = ext_step(self.state, b).ok_or(BodyError("invalid chunk extension"))?;
+                    if self.state != State::SizeLf {
+                        self.count_ext()?;
+                    }
+                }
                 State::SizeLf => {
                     expect(b, b'\n')?;
                     self.digits = 0;
@@ -326,6 +374,36 @@ mod tests {
         assert_eq!(run(within.as_bytes(), 4096).unwrap().0, b"A".repeat(16));
         let beyond = format!("{}0\r\n\r\n", chunk.repeat(17));
         assert_eq!(run(beyond.as_bytes(), 4096), Err(BodyError("chunk extensions too long")));
+    }
+
+    #[test]
+    fn extensions_follow_the_grammar() {
+        for bad in [
+            &b"5;;;;\r\nhello\r\n"[..],
+            b"5;\r\nhello\r\n",
+            b"5;=1\r\nhello\r\n",
+            b"5;a=\r\nhello\r\n",
+            b"5;a b\r\nhello\r\n",
+            b"5;a=b c\r\nhello\r\n",
+            b"5;a=\"x\r\nhello\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n",
+            b"5;a@b\r\nhello\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n",
+        ] {
+            assert_eq!(run(bad, 64), Err(BodyError("invalid chunk extension")), "{:?}", String::from_utf8_lossy(bad));
+        }
+        for ok in [
+            &b"5;a=1;b\r\nhello\r\n0\r\n\r\n"[..],
+            b"5; a = \"q\\\"x\" ;b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x;y\"\r\nhello\r\n0;last\r\n\r\n",
+            b"5;a=\"\"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            for piece in 1..ok.len() {
+                let (data, _, done) =
+                    run(ok, piece).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(ok)));
+                assert_eq!((data.as_slice(), done), (&b"hello"[..], true));
+            }
+        }
     }
 
     #[test]

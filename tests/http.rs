@@ -738,7 +738,7 @@ fn unused_chunked_body_is_skipped_not_parsed() {
     let body = chunk("GET /missing HTTP/1.1\r\n")
         + &chunk("Host: test\r\n\r\n")
         + &chunk("0\r\n\r\n")
-        + "0;ext=GET /missing\r\n"
+        + "0;ext=\"GET /missing HTTP/1.1\"\r\n"
         + "X-Trailer: GET /missing HTTP/1.1\r\n"
         + "\r\n";
     for (method, status) in [("GET", 200), ("POST", 405)] {
