@@ -79,6 +79,8 @@ struct Mount {
 /// (`GET` routes also answer `HEAD`); else, if some route matches the path with
 /// another method, `OPTIONS` is answered with `Allow` and other methods get 405
 /// with `Allow`; else the handler mounted at the longest matching prefix; else 404.
+/// `OPTIONS *`, about the server as a whole, gets 200 with an `Allow` of the
+/// methods some route takes, `GET` and `HEAD` if anything is mounted, and `OPTIONS`.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
