@@ -563,10 +563,15 @@ impl Server {
     /// false when no connection is idle.
     fn evict_oldest_idle(&mut self, kind: Pressure, why: std::fmt::Arguments<'_>) -> bool {
         let Some(oldest) = self.timers.oldest(TimerKind::Idle) else { return false };
+        self.evict(oldest, kind, why);
+        true
+    }
+
+    /// Closes connection `key` to make room, logging `why` and counting it.
+    fn evict(&mut self, key: usize, kind: Pressure, why: std::fmt::Arguments<'_>) {
         self.pressure(kind, why);
         self.shared.counters.evicted();
-        self.close(oldest);
-        true
+        self.close(key);
     }
 
     /// Closes the connection that has waited longest for a request without
@@ -586,9 +591,7 @@ impl Server {
             .map(|(key, _)| key);
         let Some(key) = silent else { return false };
         let why = format_args!("at a limit: closing the connection that has sent nothing longest");
-        self.pressure(Pressure::SilentEvict, why);
-        self.shared.counters.evicted();
-        self.close(key);
+        self.evict(key, Pressure::SilentEvict, why);
         true
     }
 
