@@ -15,7 +15,8 @@ does: startup, files cached and not, ranges, conditionals, precompressed
 siblings, listings, redirects, error pages, bad requests, pipelining, bodies,
 the status and load-test endpoints, an idle timeout, the access log and its
 reopening, a graceful shutdown. The functions are listed in the order they
-first ran, so what every server runs (startup, a plain GET) comes first. Names
+first ran, after those that startup and a few plain requests run (with the
+default options and with some set), which every server runs. Names
 are written as patterns with the parts that change between builds (crate
 hashes, back-references, LLVM suffixes) left wild, so the script keeps working
 across dependency and compiler updates; a function it no longer names is
@@ -96,7 +97,14 @@ def exchange(port, data, want_close=False, timeout=20.0):
     return got
 
 
+def basic_workload(port):
+    """A file twice (the second time from the cache) and a missing one."""
+    exchange(port, b"GET /index.html HTTP/1.1\r\nHost: hot\r\n\r\n" * 2
+             + b"GET /missing HTTP/1.1\r\nHost: hot\r\n\r\n")
+
+
 def workload(port):
+    """One of each thing a server is asked."""
     h = "Host: hot\r\n"
     gets = [
         "/", "/index.html", "/index.html", "/style.css", "/app.js", "/docs", "/docs/",
@@ -104,8 +112,6 @@ def workload(port):
         "/plaintext", "/json", "/bytes/2048", "/status/503", "/delay/5", "/status", "/health",
         "/status?format=prometheus", "/index.html?x=1",
     ]
-    # First what every server does (so that it comes first in the order), then the rest.
-    exchange(port, f"GET /index.html HTTP/1.1\r\n{h}\r\n".encode())
     reqs = "".join(f"GET {p} HTTP/1.1\r\n{h}\r\n" for p in gets)
     exchange(port, reqs.encode())
     # The same again, now from the file cache.
@@ -141,7 +147,6 @@ def workload(port):
     for r in bad:
         exchange(port, r, want_close=True)
     # A keep-alive connection left idle until the server's idle timeout closes it.
-    exchange(port, f"GET /index.html HTTP/1.1\r\n{h}\r\n".encode(), want_close=False, timeout=10)
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(f"GET /index.html HTTP/1.1\r\n{h}\r\n".encode())
     deadline = time.monotonic() + 10
@@ -196,42 +201,61 @@ def pattern(symbol):
     return f".text.{p} .text.unlikely.{p}"
 
 
+def trace(binary, tmp, name, flags, work):
+    """Runs `binary --listen 127.0.0.1:0 FLAGS` under the tracer while
+    `work(port)` talks to it, then has it reopen its log and stop; returns its
+    functions in the order they first ran."""
+    tracer, order = os.path.join(tmp, "tracer.py"), os.path.join(tmp, f"{name}.order")
+    with open(tracer, "w") as f:
+        f.write(TRACER)
+    errpath = os.path.join(tmp, f"{name}.stderr")
+    cmd = ["gdb", "-batch", "-nx", "-x", tracer, "--args", binary, "--listen", "127.0.0.1:0", *flags]
+    env = dict(os.environ, RUST_LOG="info", HOT_TEXT_BINARY=binary, HOT_TEXT_OUT=order)
+    with open(errpath, "w") as err:
+        gdb = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        port = wait_port(gdb, errpath, time.monotonic() + 120)
+        with open(order + ".pid") as f:
+            pid = int(f.read())
+        work(port)
+        os.kill(pid, signal.SIGHUP)  # reopen the access log
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGTERM)
+        gdb.wait(timeout=120)
+    finally:
+        if gdb.poll() is None:
+            gdb.kill()
+            gdb.wait()
+    if not os.path.exists(order):
+        sys.exit(f"the tracer wrote nothing; see {errpath}")
+    with open(order) as f:
+        return f.read().split()
+
+
 def main():
     for tool in ("gdb", "nm"):
         if not shutil.which(tool):
             sys.exit(f"needs {tool} (apt-get install gdb binutils)")
     subprocess.run(["cargo", "build", "--release", "--bin", "spindle"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "spindle")
+    binary = os.path.realpath(os.path.join(ROOT, "target", "release", "spindle"))
     with tempfile.TemporaryDirectory() as tmp:
         site = os.path.join(tmp, "site")
         make_site(site)
-        tracer, order = os.path.join(tmp, "tracer.py"), os.path.join(tmp, "order.txt")
-        with open(tracer, "w") as f:
-            f.write(TRACER)
-        errpath = os.path.join(tmp, "stderr")
-        cmd = ["gdb", "-batch", "-nx", "-x", tracer, "--args", binary, "--listen", "127.0.0.1:0",
-               "--listing", "--load-test", "--status", "/status", "--health", "/health",
-               "--idle-timeout", "2", "--access-log", os.path.join(tmp, "access.log"), site]
-        env = dict(os.environ, RUST_LOG="info", HOT_TEXT_BINARY=binary, HOT_TEXT_OUT=order)
-        with open(errpath, "w") as err:
-            gdb = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        try:
-            port = wait_port(gdb, errpath, time.monotonic() + 120)
-            with open(order + ".pid") as f:
-                pid = int(f.read())
-            workload(port)
-            os.kill(pid, signal.SIGHUP)  # reopen the access log
-            time.sleep(0.5)
-            os.kill(pid, signal.SIGTERM)
-            gdb.wait(timeout=120)
-        finally:
-            if gdb.poll() is None:
-                gdb.kill()
-                gdb.wait()
-        if not os.path.exists(order):
-            sys.exit(f"the tracer wrote nothing; see {errpath}")
-        with open(order) as f:
-            funcs = f.read().split()
+        # What every server runs comes first: startup and a few plain requests,
+        # with the default options (access log on stdout) and with some set
+        # (access log off, durations, a listing). Then every feature.
+        runs = [
+            ("defaults", [site], basic_workload),
+            ("options", ["--access-log", "off", "--idle-timeout", "30", "--file-cache-valid", "2",
+                         "--listing", "--cache-control", "max-age=60", site], basic_workload),
+            ("features", ["--listing", "--load-test", "--status", "/status", "--health", "/health",
+                          "--idle-timeout", "2", "--access-log", os.path.join(tmp, "access.log"), site],
+             workload),
+        ]
+        funcs = []
+        for name, flags, work in runs:
+            known = set(funcs)
+            funcs += [f for f in trace(binary, tmp, name, flags, work) if f not in known]
     if len(funcs) < 50:
         sys.exit(f"only {len(funcs)} functions ran")
     seen, lines = set(), []
