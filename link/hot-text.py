@@ -60,10 +60,17 @@ def make_site(d):
     put("files/.hidden", b"secret\n")
 
 
+def tail(path):
+    """The end of a log file, for an error message (the file goes with its temporary directory)."""
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-20:])
+
+
 def wait_port(proc, errpath, deadline):
+    """The port the server under the tracer reports listening on."""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"spindle exited early; see {errpath}")
+            sys.exit(f"spindle (under gdb) exited early:\n{tail(errpath)}")
         with open(errpath, errors="replace") as f:
             m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", f.read())
         if m:
@@ -74,27 +81,23 @@ def wait_port(proc, errpath, deadline):
             except OSError:
                 pass
         time.sleep(0.1)
-    sys.exit("spindle did not start in time")
+    sys.exit(f"spindle did not start in time:\n{tail(errpath)}")
 
 
 def exchange(port, data, want_close=False, timeout=20.0):
-    """Sends `data` on a fresh connection and reads until the answers stop."""
+    """Sends `data` on a fresh connection and reads until the server closes it
+    or (on a kept connection) falls silent for 1.5 s."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
     if want_close:
         s.shutdown(socket.SHUT_WR)
-    got = b""
     s.settimeout(1.5 if not want_close else timeout)
     try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        while s.recv(65536):
+            pass
     except socket.timeout:
         pass
     s.close()
-    return got
 
 
 def basic_workload(port):
@@ -227,7 +230,7 @@ def trace(binary, tmp, name, flags, work):
             gdb.kill()
             gdb.wait()
     if not os.path.exists(order):
-        sys.exit(f"the tracer wrote nothing; see {errpath}")
+        sys.exit(f"the tracer wrote nothing:\n{tail(errpath)}")
     with open(order) as f:
         return f.read().split()
 
