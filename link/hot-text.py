@@ -53,9 +53,10 @@ def make_site(d):
     put("app.js", b"console.log(1);\n" * 64)
     put("app.js.gz", b"\x1f\x8b" + b"\0" * 60)
     put("big.bin", os.urandom(256 * 1024))
+    put("big2.bin", os.urandom(128 * 1024))
     put("404.html", b"<!doctype html><title>missing</title>\n")
     put("docs/index.html", b"<!doctype html><title>docs</title>\n")
-    for i in range(20):
+    for i in range(100):  # more than sorts take in their small-slice path
         put(f"files/file-{i} & <{i}>.txt", b"data\n" * (i + 1))
     put("files/.hidden", b"secret\n")
 
@@ -106,12 +107,19 @@ def basic_workload(port):
              + b"GET /missing HTTP/1.1\r\nHost: hot\r\n\r\n")
 
 
+def revalidating_workload(port):
+    """The basic requests, then the file again once the cache must check it."""
+    basic_workload(port)
+    time.sleep(0.7)
+    exchange(port, b"GET /index.html HTTP/1.1\r\nHost: hot\r\n\r\n")
+
+
 def workload(port):
     """One of each thing a server is asked."""
     h = "Host: hot\r\n"
     gets = [
         "/", "/index.html", "/index.html", "/style.css", "/app.js", "/docs", "/docs/",
-        "/files/", "/files/?C=M", "/missing", "/../etc/passwd", "/%2e%2e/x", "/big.bin",
+        "/files/", "/files/?C=M", "/missing", "/../etc/passwd", "/%2e%2e/x", "/big.bin", "/big2.bin",
         "/plaintext", "/json", "/bytes/2048", "/status/503", "/delay/5", "/status", "/health",
         "/status?format=prometheus", "/index.html?x=1",
     ]
@@ -246,11 +254,12 @@ def main():
         make_site(site)
         # What every server runs comes first: startup and a few plain requests,
         # with the default options (access log on stdout) and with some set
-        # (access log off, durations, a listing). Then every feature.
+        # (access log off, durations, a listing, a cached file checked again).
+        # Then every feature.
         runs = [
             ("defaults", [site], basic_workload),
-            ("options", ["--access-log", "off", "--idle-timeout", "30", "--file-cache-valid", "2",
-                         "--listing", "--cache-control", "max-age=60", site], basic_workload),
+            ("options", ["--access-log", "off", "--idle-timeout", "30", "--file-cache-valid", "0.5",
+                         "--listing", "--cache-control", "max-age=60", site], revalidating_workload),
             ("features", ["--listing", "--load-test", "--status", "/status", "--health", "/health",
                           "--idle-timeout", "2", "--access-log", os.path.join(tmp, "access.log"), site],
              workload),
