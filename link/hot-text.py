@@ -212,13 +212,11 @@ def pattern(symbol):
     return f".text.{p} .text.unlikely.{p}"
 
 
-def trace(binary, tmp, name, flags, work):
-    """Runs `binary --listen 127.0.0.1:0 FLAGS` under the tracer while
-    `work(port)` talks to it, then has it reopen its log and stop; returns its
-    functions in the order they first ran."""
-    tracer, order = os.path.join(tmp, "tracer.py"), os.path.join(tmp, f"{name}.order")
-    with open(tracer, "w") as f:
-        f.write(TRACER)
+def trace(binary, tracer, tmp, name, flags, work):
+    """Runs `binary --listen 127.0.0.1:0 FLAGS` under gdb with the script
+    `tracer` while `work(port)` talks to it, then has it reopen its log and
+    stop; returns its functions in the order they first ran."""
+    order = os.path.join(tmp, f"{name}.order")
     errpath = os.path.join(tmp, f"{name}.stderr")
     cmd = ["gdb", "-batch", "-nx", "-x", tracer, "--args", binary, "--listen", "127.0.0.1:0", *flags]
     env = dict(os.environ, RUST_LOG="info", HOT_TEXT_BINARY=binary, HOT_TEXT_OUT=order)
@@ -252,6 +250,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         site = os.path.join(tmp, "site")
         make_site(site)
+        tracer = os.path.join(tmp, "tracer.py")
+        with open(tracer, "w") as f:
+            f.write(TRACER)
         # What every server runs comes first: startup and a few plain requests,
         # with the default options (access log on stdout) and with some set
         # (access log off, durations, a listing, a cached file checked again).
@@ -267,7 +268,7 @@ def main():
         funcs = []
         for name, flags, work in runs:
             known = set(funcs)
-            funcs += [f for f in trace(binary, tmp, name, flags, work) if f not in known]
+            funcs += [f for f in trace(binary, tracer, tmp, name, flags, work) if f not in known]
     if len(funcs) < 50:
         sys.exit(f"only {len(funcs)} functions ran")
     seen, lines = set(), []

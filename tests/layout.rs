@@ -31,6 +31,14 @@ fn section(name: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// `name` without the hash that legacy mangling appends (`::h0123456789abcdef`).
+fn without_hash(name: &str) -> &str {
+    match name.rsplit_once("::h") {
+        Some((base, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => base,
+        _ => name,
+    }
+}
+
 #[test]
 fn request_path_is_in_the_hot_text() {
     if std::env::var("SPINDLE_HOT_TEXT").is_ok_and(|v| v == "0") {
@@ -52,15 +60,10 @@ fn request_path_is_in_the_hot_text() {
             .lines()
             .filter_map(|line| {
                 let (addr, rest) = line.split_once(' ')?;
-                let name = rest.get(2..)?; // after "t "
-                let name = name.rsplit_once("::h").map_or(name, |(n, hash)| {
-                    if hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                        n
-                    } else {
-                        name
-                    }
-                });
-                (name == function).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+                if without_hash(rest.get(2..)?) != function {
+                    return None; // (after the type letter and its space)
+                }
+                u64::from_str_radix(addr, 16).ok()
             })
             .collect();
         assert!(!addresses.is_empty(), "{function} is not in the binary (inlined or renamed?)");
